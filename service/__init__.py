@@ -1,0 +1,1 @@
+"""livechat-notifier: pushes live-chat handoff requests to agents and reports chats nobody accepted."""

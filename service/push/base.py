@@ -1,0 +1,80 @@
+"""The provider-neutral push request, the outcome of sending it, and the `PushSender` protocol.
+
+The domain decides *what* to push (a `Push`); each provider adapter (fcm.py, apns.py) decides
+*how*: it maps the request onto the provider's message format and maps the provider's answer
+onto one of four `OutcomeKind`s. Callers act on the kind only and never on provider status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Provider(StrEnum):
+    FCM = "fcm"
+    APNS = "apns"
+
+
+class ApnsEnvironment(StrEnum):
+    PRODUCTION = "production"
+    SANDBOX = "sandbox"
+
+
+class PushKind(StrEnum):
+    HANDOFF_REQUESTED = "handoff_requested"
+    """A visible, high-priority alert: a visitor waits for an agent."""
+    HANDOFF_CLOSED = "handoff_closed"
+    """A silent update (FCM data message / APNs background push) so the app clears the alert."""
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One message to one device.
+
+    `expires_at_ms` is absolute (UTC epoch ms): the adapter turns it into FCM's relative TTL or
+    APNs' absolute `apns-expiration`, so a phone that comes online after the deadline never shows
+    a dead request. `collapse_id` is the chat id: a later push for the same chat replaces the
+    earlier one instead of stacking.
+    """
+
+    provider: Provider
+    token: str
+    kind: PushKind
+    collapse_id: str
+    expires_at_ms: int
+    data: Mapping[str, str]
+    title: str | None = None
+    body: str | None = None
+    apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    TOKEN_DEAD = "token_dead"
+    """The provider says this token will never work again: stop using the device."""
+    RETRY_LATER = "retry_later"
+    """Transient trouble (429, 5xx, timeouts, resets): the same push may succeed later."""
+    REQUEST_BUG = "request_bug"
+    """The request itself is wrong (bad payload, bad topic, bad credentials): retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    kind: OutcomeKind
+    reason: str = ""
+    """The provider's own reason string (e.g. "Unregistered", "UNREGISTERED"); never a token."""
+    retry_after_s: float | None = field(default=None)
+
+
+class PushSender(Protocol):
+    """Sends one push to one provider. Implementations never raise for provider answers."""
+
+    @property
+    def provider(self) -> Provider: ...
+
+    async def send(self, push: Push) -> PushOutcome: ...
+
+    async def close(self) -> None: ...
