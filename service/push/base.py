@@ -53,7 +53,7 @@ class Push:
 
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
-    TOKEN_DEAD = "token_dead"
+    TOKEN_DEAD = "token_dead"  # noqa: S105 -- an outcome name, not a credential
     """The provider says this token will never work again: stop using the device."""
     RETRY_LATER = "retry_later"
     """Transient trouble (429, 5xx, timeouts, resets): the same push may succeed later."""

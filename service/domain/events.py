@@ -1,0 +1,88 @@
+"""Typed inputs of the core: chat events and directory snapshots, already decoded and validated.
+
+Only the fields the worker uses are kept. Of the visitor, only the display name survives
+decoding: the e-mail address and other personal data never enter the worker's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from service.push.base import ApnsEnvironment, Provider
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRequested:
+    event_id: str
+    chat_id: str
+    site_id: str
+    requested_at_ms: int
+    visitor_name: str | None = None
+    time_to_accept_s: int | None = None
+    """Overrides the site's Time To Accept Chat for this round."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentJoined:
+    event_id: str
+    chat_id: str
+    site_id: str
+    agent_id: str
+    joined_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEnded:
+    event_id: str
+    chat_id: str
+    site_id: str
+    ended_at_ms: int
+    reason: str | None = None
+
+
+ChatEvent = HandoffRequested | AgentJoined | ChatEnded
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    provider: Provider
+    token: str
+    apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    """Full state of one agent, from the compacted agents topic."""
+
+    agent_id: str
+    account_id: str
+    live_chat_available: bool
+    push_enabled_by_site: Mapping[str, bool]
+    devices: tuple[Device, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSnapshot:
+    """Full state of one site, from the compacted sites topic."""
+
+    site_id: str
+    account_id: str
+    name: str
+    time_to_accept_s: int
+    contact_email: str
+    contact_phone: str
+    missed_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRejection:
+    """A provider declared a device's token dead (reported by the push shell)."""
+
+    agent_id: str
+    device_id: str
+    provider: Provider
+    reason: str
+    token_fingerprint: str
+    """A short hash of the token: identifies the rejection without carrying the token."""
