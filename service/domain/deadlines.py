@@ -22,3 +22,8 @@ class PartitionProgress:
 
 def may_fire(due_ms: int, now_ms: int, progress: PartitionProgress) -> bool:
     return due_ms <= now_ms and (progress.caught_up or progress.read_up_to_ms >= due_ms)
+
+
+def fire_horizon_ms(now_ms: int, progress: PartitionProgress) -> int:
+    """Timers due at or before this instant may fire now (the same rule as `may_fire`)."""
+    return now_ms if progress.caught_up else min(now_ms, progress.read_up_to_ms)

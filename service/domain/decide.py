@@ -216,6 +216,7 @@ def _miss(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
                 text=missed_message_text(site),
                 contact_email=site.contact_email,
                 contact_phone=site.contact_phone,
+                sent_at_ms=now_ms,
             )
         )
     else:

@@ -73,6 +73,7 @@ class EmitChatbotMessage:
     text: str
     contact_email: str
     contact_phone: str
+    sent_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,3 +56,8 @@ class ClosedRound:
 
 
 ChatState = PendingRound | ClosedRound
+
+
+def timer_due_ms(state: ChatState) -> int:
+    """When the core next needs to look at this chat: the deadline, or the end of its memory."""
+    return state.deadline_ms if isinstance(state, PendingRound) else state.forget_at_ms

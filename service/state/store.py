@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 
-from service.domain.rounds import ChatState, PendingRound
+from service.domain.rounds import ChatState, PendingRound, timer_due_ms
 
 
 class PartitionStore:
@@ -24,10 +24,13 @@ class PartitionStore:
     def get(self, chat_id: str) -> ChatState | None:
         return self._chats.get(chat_id)
 
-    def put(self, state: ChatState) -> None:
+    def put(self, state: ChatState) -> bool:
+        """Store the chat's state; True when this starts a pending round."""
         previous = self._chats.get(state.chat_id)
+        started = isinstance(state, PendingRound) and not isinstance(previous, PendingRound)
         self._pending += isinstance(state, PendingRound) - isinstance(previous, PendingRound)
         self._chats[state.chat_id] = state
+        return started
 
     def forget(self, chat_id: str) -> None:
         previous = self._chats.pop(chat_id, None)
@@ -35,6 +38,11 @@ class PartitionStore:
 
     def schedule(self, chat_id: str, due_ms: int) -> None:
         heapq.heappush(self._timers, (due_ms, chat_id))
+
+    def schedule_all(self) -> None:
+        """Rebuild the timer heap from the states (after a restore)."""
+        self._timers = [(timer_due_ms(state), chat_id) for chat_id, state in self._chats.items()]
+        heapq.heapify(self._timers)
 
     def next_due_ms(self) -> int | None:
         return self._timers[0][0] if self._timers else None

@@ -130,6 +130,13 @@ _AGENT_TYPES = frozenset({AGENT_UPDATED})
 _SITE_TYPES = frozenset({SITE_UPDATED})
 
 
+EVENT_TYPE_NAMES: dict[type[ChatEvent], str] = {
+    HandoffRequested: HANDOFF_REQUESTED,
+    AgentJoined: AGENT_JOINED,
+    ChatEnded: CHAT_ENDED,
+}
+
+
 class _Reject(Exception):  # noqa: N818 -- internal control flow, converted to Rejection at the boundary
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection.detail)

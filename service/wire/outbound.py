@@ -59,12 +59,12 @@ def encode_missed(effect: EmitMissed, source: str) -> bytes:
     )
 
 
-def encode_chatbot_message(effect: EmitChatbotMessage, source: str, time_ms: int) -> bytes:
+def encode_chatbot_message(effect: EmitChatbotMessage, source: str) -> bytes:
     return _envelope(
         effect.event_id,
         CHATBOT_SEND_MESSAGE,
         source,
-        time_ms,
+        effect.sent_at_ms,
         {
             "chat_id": effect.chat_id,
             "site_id": effect.site_id,

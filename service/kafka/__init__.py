@@ -1,0 +1,1 @@
+"""Kafka adapters: the consumer loop, per-partition transactions, restore, directories, topics."""

@@ -1,0 +1,65 @@
+"""Restore one partition's state from the changelog before the worker processes it.
+
+Reads changelog partition p from the beginning up to its end offset as a `read_committed`
+consumer. The end offset is taken *after* the partition's transactional producer was
+initialised: `init_transactions` with the partition's transactional id aborts whatever the
+previous owner left open, so the last stable offset is final and restore cannot stall on, or
+read, a zombie's uncommitted writes.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from service.kafka.connection import client_options
+from service.settings import Settings
+from service.state.changelog import decode_state
+from service.state.store import PartitionStore
+
+log = structlog.get_logger(__name__)
+
+
+async def restore_partition(settings: Settings, partition: int) -> PartitionStore:
+    store = PartitionStore(partition)
+    tp = TopicPartition(settings.topic_changelog, partition)
+    consumer = AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        unreadable = 0
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+            for record in batches.get(tp, []):
+                if record.offset >= end:
+                    break
+                unreadable += _apply(store, record.key, record.value)
+    finally:
+        await consumer.stop()
+    store.schedule_all()
+    if unreadable:
+        log.error("changelog_records_unreadable", partition=partition, count=unreadable)
+    return store
+
+
+def _apply(store: PartitionStore, key: bytes | None, value: bytes | None) -> int:
+    if key is None:
+        return 1
+    chat_id = key.decode()
+    if value is None:
+        store.forget(chat_id)
+        return 0
+    try:
+        store.put(decode_state(value))
+    except msgspec.DecodeError:
+        return 1
+    return 0

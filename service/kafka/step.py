@@ -1,0 +1,206 @@
+"""One processing step of one partition: records, fan-out reports and due timers in; the
+records to write in the partition's transaction and the work to do after it commits out.
+
+The step applies the core's effects to the partition's store as it goes. The store is thus
+ahead of Kafka until the transaction commits; if the transaction fails, the worker throws the
+store away and restores the partition from the changelog (see worker.py), so memory never
+keeps a change Kafka rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from service.domain.decide import (
+    World,
+    on_chat_event,
+    on_fan_out_finished,
+    on_timer,
+    on_token_rejected,
+    resume_fan_out,
+)
+from service.domain.effects import (
+    Effect,
+    EmitChatbotMessage,
+    EmitMissed,
+    EmitTokenRejected,
+    ForgetChat,
+    Ignored,
+    PutState,
+    Rejected,
+    RoundClosed,
+    ScheduleTimer,
+    SendPushes,
+)
+from service.push.fanout import DeviceRejected, FanOutFinished, FanOutReport
+from service.settings import Settings
+from service.state.changelog import encode_state
+from service.state.store import PartitionStore
+from service.wire.inbound import EVENT_TYPE_NAMES, DecodeLimits, decode_chat_event, decode_key
+from service.wire.outbound import encode_chatbot_message, encode_missed, encode_token_rejected
+from service.wire.rejection import Reason, Rejection
+
+log = structlog.get_logger(__name__)
+
+MAX_TIMERS_PER_STEP = 5_000
+"""Bounds the time one step holds the loop when a backlog of deadlines falls due at once."""
+
+
+class ConsumedRecord(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class StepResult:
+    records: list[OutRecord] = field(default_factory=list)
+    pushes: list[SendPushes] = field(default_factory=list)
+    closed: list[RoundClosed] = field(default_factory=list)
+    consumed_types: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, Reason]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    started: int = 0
+    next_offset: int | None = None
+    """Offset to commit for the input partition (last consumed + 1), if records were consumed."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.records and not self.pushes and self.next_offset is None
+
+
+class PartitionStep:
+    """Runs the core for one partition and turns its effects into records and follow-up work."""
+
+    def __init__(self, settings: Settings, world: World, limits: DecodeLimits) -> None:
+        self._settings = settings
+        self._world = world
+        self._limits = limits
+
+    def run(
+        self,
+        store: PartitionStore,
+        records: list[ConsumedRecord],
+        reports: list[FanOutReport],
+        fire_until_ms: int,
+        now_ms: int,
+    ) -> StepResult:
+        result = StepResult()
+        for record in records:
+            self._consume(store, record, now_ms, result)
+            result.next_offset = record.offset + 1
+        for report in reports:
+            if isinstance(report, FanOutFinished):
+                state = store.get(report.chat_id)
+                self._apply(store, on_fan_out_finished(state, report.request_id, report.delivered), result)
+            elif isinstance(report, DeviceRejected):
+                self._apply(store, on_token_rejected(report.rejection, now_ms), result)
+        for chat_id in store.pop_due(fire_until_ms, MAX_TIMERS_PER_STEP):
+            self._apply(store, on_timer(store.get(chat_id), now_ms, self._world), result)
+        return result
+
+    def resume(self, store: PartitionStore, now_ms: int) -> list[SendPushes]:
+        """Fan-outs a crash interrupted, for rounds still in time (at-least-once pushes)."""
+        jobs: list[SendPushes] = []
+        for state in store.pending_rounds():
+            jobs.extend(e for e in resume_fan_out(state, now_ms, self._world) if isinstance(e, SendPushes))
+        return jobs
+
+    def _consume(
+        self, store: PartitionStore, record: ConsumedRecord, now_ms: int, result: StepResult
+    ) -> None:
+        decoded = decode_chat_event(record.key, record.value, now_ms, self._limits)
+        if isinstance(decoded, Rejection):
+            self._dead_letter(record, decoded, result)
+            return
+        result.consumed_types.append(EVENT_TYPE_NAMES[type(decoded)])
+        effects = on_chat_event(store.get(decoded.chat_id), decoded, now_ms, self._world)
+        for effect in effects:
+            if isinstance(effect, Rejected):
+                rejection = Rejection(Reason(effect.reason), effect.detail, decoded.chat_id, decoded.site_id)
+                self._dead_letter(record, rejection, result)
+        self._apply(store, effects, result)
+
+    def _apply(self, store: PartitionStore, effects: list[Effect], result: StepResult) -> None:
+        settings = self._settings
+        for effect in effects:
+            match effect:
+                case PutState(state=state):
+                    result.started += store.put(state)
+                    value = encode_state(state)
+                    result.records.append(
+                        OutRecord(settings.topic_changelog, state.chat_id.encode(), value, store.partition)
+                    )
+                case ForgetChat(chat_id=chat_id):
+                    store.forget(chat_id)
+                    result.records.append(
+                        OutRecord(settings.topic_changelog, chat_id.encode(), None, store.partition)
+                    )
+                case ScheduleTimer(chat_id=chat_id, due_ms=due_ms):
+                    store.schedule(chat_id, due_ms)
+                case SendPushes():
+                    result.pushes.append(effect)
+                case EmitMissed() | EmitChatbotMessage() | EmitTokenRejected():
+                    result.records.append(self._output(effect))
+                case RoundClosed():
+                    result.closed.append(effect)
+                case Ignored(why=why):
+                    result.ignored.append(why)
+                case Rejected():
+                    pass  # dead-lettered by _consume, which still has the original record
+
+    def _output(self, effect: EmitMissed | EmitChatbotMessage | EmitTokenRejected) -> OutRecord:
+        settings = self._settings
+        source = settings.event_source
+        if isinstance(effect, EmitMissed):
+            return OutRecord(settings.topic_missed, effect.chat_id.encode(), encode_missed(effect, source))
+        if isinstance(effect, EmitChatbotMessage):
+            return OutRecord(
+                settings.topic_chatbot, effect.chat_id.encode(), encode_chatbot_message(effect, source)
+            )
+        value = encode_token_rejected(effect, source)
+        return OutRecord(settings.topic_push_feedback, effect.agent_id.encode(), value)
+
+    def _dead_letter(self, record: ConsumedRecord, rejection: Rejection, result: StepResult) -> None:
+        headers = (
+            ("reason", rejection.reason.value.encode()),
+            ("detail", rejection.detail.encode()),
+            ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        )
+        result.records.append(
+            OutRecord(self._settings.topic_dead_letter, record.key, record.value, None, headers)
+        )
+        result.rejected.append((record.topic, rejection.reason))
+        log.warning(
+            "event_rejected",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            chat_id=rejection.chat_id or decode_key(record.key),
+            site_id=rejection.site_id,
+        )

@@ -1,0 +1,1 @@
+"""Metrics and logs: what SREs see of the worker."""

@@ -1,0 +1,116 @@
+"""Every metric the worker exports, on a registry of its own (no module-level globals).
+
+Names follow Prometheus conventions (`notifier_*`, `_total`, `_seconds`). Labels are bounded
+enums — event type, reason, provider, outcome, topic — never chat, agent or site ids or tokens.
+Every known label combination is initialised at start-up so dashboards show zeros, not gaps.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.domain.rounds import Outcome
+from service.push.base import OutcomeKind, Provider, PushKind
+from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, SITE_UPDATED
+from service.wire.rejection import Reason
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
+
+
+class Metrics:
+    def __init__(self, topics: list[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_consumed = Counter(
+            "notifier_events_consumed_total",
+            "Usable events consumed, by CloudEvents type",
+            ["type"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "notifier_events_rejected_total",
+            "Records dead-lettered or skipped, by topic and reason",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.events_ignored = Counter(
+            "notifier_events_ignored_total",
+            "Valid events that changed nothing (duplicates, no pending round), by rule",
+            ["why"],
+            registry=r,
+        )
+        self.pending_rounds = Gauge("notifier_pending_rounds", "Rounds waiting for an agent", registry=r)
+        self.pending_timers = Gauge("notifier_pending_timers", "Entries in the timer heaps", registry=r)
+        self.rounds_started = Counter("notifier_rounds_started_total", "Handoff rounds started", registry=r)
+        self.rounds_closed = Counter(
+            "notifier_rounds_closed_total", "Handoff rounds closed, by outcome", ["outcome"], registry=r
+        )
+        self.deadline_lateness = Histogram(
+            "notifier_deadline_lateness_seconds",
+            "Time from a round's deadline to the Missed being committed",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.pushes = Counter(
+            "notifier_pushes_total",
+            "Push attempts, by provider, kind and outcome",
+            ["provider", "kind", "outcome"],
+            registry=r,
+        )
+        self.pushes_skipped = Counter(
+            "notifier_pushes_skipped_total",
+            "Pushes not sent, by provider and why (expired, no_sender)",
+            ["provider", "why"],
+            registry=r,
+        )
+        self.push_latency = Histogram(
+            "notifier_push_latency_seconds",
+            "Provider request latency",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.handoff_to_push = Histogram(
+            "notifier_handoff_to_push_seconds",
+            "From the request's requested_at to the provider accepting the alert",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.transactions = Counter(
+            "notifier_transactions_total", "Kafka transactions, by result", ["result"], registry=r
+        )
+        self.restore_seconds = Histogram(
+            "notifier_restore_seconds",
+            "Time to restore one partition from the changelog",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 60),
+        )
+        self.owned_partitions = Gauge(
+            "notifier_owned_partitions", "Input partitions this worker owns", registry=r
+        )
+        self.ready = Gauge(
+            "notifier_ready", "1 when the worker is ready (state restored, partitions owned)", registry=r
+        )
+        self._initialise(topics)
+
+    def _initialise(self, topics: list[str]) -> None:
+        for event_type in (*sorted(CHAT_EVENT_TYPES), AGENT_UPDATED, SITE_UPDATED):
+            self.events_consumed.labels(event_type)
+        for topic in topics:
+            for reason in Reason:
+                self.events_rejected.labels(topic, reason.value)
+        for outcome in Outcome:
+            self.rounds_closed.labels(outcome.value)
+        for provider in Provider:
+            self.push_latency.labels(provider.value)
+            self.handoff_to_push.labels(provider.value)
+            for kind in PushKind:
+                for push_outcome in OutcomeKind:
+                    self.pushes.labels(provider.value, kind.value, push_outcome.value)
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

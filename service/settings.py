@@ -1,0 +1,137 @@
+"""The worker's settings: one typed, frozen model, from a YAML file and `NOTIFIER_*` variables.
+
+Environment variables override the file. Invalid values stop start-up with a message naming the
+setting. Secrets are never values here, only paths to files (Kubernetes mounts Secrets as
+files); `redacted()` is what gets logged. pydantic-settings was picked because it gives typed
+env + YAML loading and per-field error messages without hand-written parsing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from service.errors import ConfigurationError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "localhost:9092"
+    group_id: str = "livechat-notifier"
+    transactional_id_prefix: str | None = None
+    """Prefix of the per-partition transactional ids; defaults to the group id."""
+    topic_chat_events: str = "livechat.chat-events"
+    topic_agents: str = "livechat.agents"
+    topic_sites: str = "livechat.sites"
+    topic_missed: str = "livechat.chat-missed"
+    topic_chatbot: str = "livechat.chatbot-commands"
+    topic_push_feedback: str = "livechat.push-feedback"
+    topic_dead_letter: str = "livechat.dead-letter"
+    topic_changelog: str = "livechat.notifier-rounds-changelog"
+    kafka_session_timeout_ms: PositiveInt = 10_000
+    kafka_max_batch_records: PositiveInt = 2_000
+    event_source: str = "urn:livechat-notifier"
+    """CloudEvents `source` of the events the worker produces."""
+
+    # Rounds
+    default_time_to_accept_seconds: PositiveInt = 120
+    max_time_to_accept_seconds: PositiveInt = 86_400
+    dedup_window_seconds: PositiveInt = 3_600
+    clock_skew_seconds: Annotated[int, Field(ge=0)] = 300
+    max_event_age_seconds: PositiveInt = 7 * 86_400
+    max_value_bytes: PositiveInt = 1_048_576
+    closing_updates: bool = True
+    closing_update_ttl_seconds: PositiveInt = 600
+
+    # Push
+    fcm_credentials_file: Path | None = None
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    apns_key_file: Path | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_endpoint: str = "https://api.push.apple.com:443"
+    apns_sandbox_endpoint: str = "https://api.sandbox.push.apple.com:443"
+    apns_ca_file: Path | None = None
+    push_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    push_max_in_flight: PositiveInt = 200
+    """Concurrent pushes per provider."""
+
+    # Operations
+    http_host: str = "0.0.0.0"  # noqa: S104 -- probes and scraping come from outside the pod
+    http_port: Port = 8080
+    shutdown_grace_seconds: Annotated[float, Field(gt=0)] = 20.0
+    log_level: str = "INFO"
+
+    @field_validator("fcm_credentials_file", "apns_key_file", "apns_ca_file")
+    @classmethod
+    def _readable_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"file {str(path)!r} does not exist or is not a file")
+        return path
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level.upper()
+
+    @property
+    def apns_configured(self) -> bool:
+        return None not in (self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_topic)
+
+    @property
+    def transactional_prefix(self) -> str:
+        return self.transactional_id_prefix or self.group_id
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings fit for a log line: file paths are shown, never file contents."""
+        return {
+            key: str(value) if isinstance(value, Path) else value for key, value in self.model_dump().items()
+        }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 -- signature fixed by pydantic-settings
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML path travels as a private init kwarg so one Settings class serves both cases.
+        yaml_file = init_settings.init_kwargs.pop("_config_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; raise ConfigurationError naming every bad setting."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigurationError(f"--config: file {str(config_file)!r} does not exist")
+    try:
+        if config_file is not None:
+            return Settings(_config_file=config_file, **overrides)  # type: ignore[call-arg]
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            name = ".".join(str(part) for part in problem["loc"]) or "settings"
+            problems.append(f"NOTIFIER_{name.upper()} ({name}): {problem['msg']}")
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(problems)) from None
