@@ -1,0 +1,142 @@
+"""Decoding consumed records: valid CloudEvents become domain values, anything else a Rejection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from service.domain.events import AgentJoined, AgentSnapshot, ChatEnded, HandoffRequested, SiteSnapshot
+from service.push.base import ApnsEnvironment, Provider
+from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site
+from service.wire.rejection import Reason, Rejection
+
+LIMITS = DecodeLimits()
+AT = "2027-01-15T08:00:00Z"  # the factories' T0
+
+
+def envelope(event_type: str, data: Any, **overrides: Any) -> bytes:
+    value = {"specversion": "1.0", "id": "ev-1", "source": "test", "type": event_type, "data": data}
+    value.update(overrides)
+    return json.dumps(value).encode()
+
+
+def handoff(**data: Any) -> bytes:
+    body = {"chat_id": "c1", "site_id": "s1", "requested_at": "2027-01-15T08:00:00Z"} | data
+    return envelope("livechat.chat.handoff_requested", body)
+
+
+NOW = 1_800_000_000_000 + 10_000
+
+
+def test_handoff_requested_decodes_with_visitor_name_only() -> None:
+    visitor = {"name": "Ada", "email": "ada@example.com", "location": "Zurich", "device": "iPhone"}
+    event = decode_chat_event(b"c1", handoff(visitor=visitor, time_to_accept_seconds=30), NOW, LIMITS)
+    assert event == HandoffRequested("ev-1", "c1", "s1", 1_800_000_000_000, "Ada", 30)
+    assert "ada@example.com" not in repr(event)
+
+
+def test_join_and_end_decode() -> None:
+    joined = envelope(
+        "livechat.chat.agent_joined", {"chat_id": "c1", "site_id": "s1", "agent_id": "a1", "joined_at": AT}
+    )
+    ended = envelope(
+        "livechat.chat.ended", {"chat_id": "c1", "site_id": "s1", "ended_at": AT, "reason": "bye"}
+    )
+    assert isinstance(decode_chat_event(b"c1", joined, NOW, LIMITS), AgentJoined)
+    assert isinstance(decode_chat_event(b"c1", ended, NOW, LIMITS), ChatEnded)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"c1", None, Reason.NULL_VALUE),
+        (b"c1", b"\xff\xfe{}", Reason.NOT_UTF8),
+        (b"c1", b"{not json", Reason.INVALID_JSON),
+        (b"c1", b"[1, 2]", Reason.NOT_AN_OBJECT),
+        (b"c1", envelope("livechat.chat.handoff_requested", {}, specversion="0.3"), Reason.BAD_SPECVERSION),
+        (b"c1", b'{"specversion": "1.0", "type": "x"}', Reason.BAD_ENVELOPE),
+        (b"c1", envelope("livechat.chat.unknown", {}), Reason.UNKNOWN_TYPE),
+        (b"c1", envelope("livechat.chat.handoff_requested", {"chat_id": "c1"}), Reason.BAD_DATA),
+        (b"c1", handoff(site_id=7), Reason.BAD_DATA),
+        (b"other", handoff(), Reason.KEY_MISMATCH),
+        (b"c1", handoff(requested_at="yesterday"), Reason.BAD_DATA),
+        (b"c1", handoff(requested_at="2027-01-15T08:00:00"), Reason.BAD_DATA),
+        (b"c1", handoff(requested_at="2099-01-01T00:00:00Z"), Reason.BAD_TIMESTAMP),
+        (b"c1", handoff(requested_at="1990-01-01T00:00:00Z"), Reason.BAD_TIMESTAMP),
+        (b"c1", handoff(time_to_accept_seconds=0), Reason.BAD_DATA),
+        (b"c1", handoff(time_to_accept_seconds=-5), Reason.BAD_DATA),
+        (b"c1", handoff(time_to_accept_seconds=1.5), Reason.BAD_DATA),
+        (b"c1", handoff(time_to_accept_seconds=10**9), Reason.BAD_DATA),
+        (b"c1", b"{" + b" " * 2_000_000 + b"}", Reason.TOO_LARGE),
+    ],
+)
+def test_unusable_chat_event_is_rejected_with_its_reason(
+    key: bytes, value: bytes | None, reason: Reason
+) -> None:
+    result = decode_chat_event(key, value, NOW, LIMITS)
+    assert isinstance(result, Rejection)
+    assert result.reason is reason, result.detail
+
+
+def agent_value(**data: Any) -> bytes:
+    body = {
+        "agent_id": "a1",
+        "account_id": "acct",
+        "live_chat_available": True,
+        "sites": [{"site_id": "s1", "push_enabled": True}],
+        "devices": [
+            {"device_id": "d1", "provider": "fcm", "token": "t1"},
+            {"device_id": "d2", "provider": "apns", "token": "t2", "apns_environment": "sandbox"},
+        ],
+    } | data
+    return envelope("livechat.agent.updated", body)
+
+
+def test_agent_snapshot_decodes() -> None:
+    agent = decode_agent(b"a1", agent_value(), LIMITS)
+    assert isinstance(agent, AgentSnapshot)
+    assert agent.push_enabled_by_site == {"s1": True}
+    assert [(d.provider, d.apns_environment) for d in agent.devices] == [
+        (Provider.FCM, ApnsEnvironment.PRODUCTION),
+        (Provider.APNS, ApnsEnvironment.SANDBOX),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (agent_value(devices=[{"device_id": "d1", "provider": "hms", "token": "t"}]), Reason.BAD_DATA),
+        (agent_value(devices=[{"device_id": "d1", "provider": "fcm", "token": ""}]), Reason.BAD_DATA),
+        (agent_value(devices=[{"device_id": "d1", "provider": "fcm", "token": "x" * 5000}]), Reason.BAD_DATA),
+        (
+            agent_value(devices=[{"device_id": "d", "provider": "fcm", "token": "a"}] * 2),
+            Reason.BAD_DATA,
+        ),
+        (agent_value(agent_id="a2"), Reason.KEY_MISMATCH),
+    ],
+)
+def test_unusable_agent_snapshot_is_rejected(value: bytes, reason: Reason) -> None:
+    result = decode_agent(b"a1", value, LIMITS)
+    assert isinstance(result, Rejection)
+    assert result.reason is reason
+
+
+def site_value(**data: Any) -> bytes:
+    body = {
+        "site_id": "s1",
+        "account_id": "acct",
+        "name": "Alpine Tours",
+        "time_to_accept_seconds": 90,
+        "contact": {"email": "hi@alpine.example", "phone": "+41"},
+        "missed_message": "Sorry! {contact_email}",
+    } | data
+    return envelope("livechat.site.updated", body)
+
+
+def test_site_snapshot_decodes_and_bad_time_to_accept_is_rejected() -> None:
+    site = decode_site(b"s1", site_value(), LIMITS)
+    assert isinstance(site, SiteSnapshot) and site.time_to_accept_s == 90
+    bad = decode_site(b"s1", site_value(time_to_accept_seconds=0), LIMITS)
+    assert isinstance(bad, Rejection) and bad.reason is Reason.BAD_DATA

@@ -1,0 +1,50 @@
+"""Output events: CloudEvents envelopes with deterministic ids and the contract's data fields."""
+
+from __future__ import annotations
+
+import json
+
+from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected
+from service.push.base import Provider
+from service.wire.outbound import encode_chatbot_message, encode_missed, encode_token_rejected, rfc3339
+
+
+def test_rfc3339_is_utc_with_milliseconds() -> None:
+    assert rfc3339(1_800_000_000_123) == "2027-01-15T08:00:00.123Z"
+
+
+def test_missed_event() -> None:
+    effect = EmitMissed("r1:missed", "c1", "s1", 1_000, 61_000, 61_050, 2, 3)
+    event = json.loads(encode_missed(effect, "urn:test"))
+    assert event["specversion"] == "1.0"
+    assert event["type"] == "livechat.chat.missed"
+    assert event["id"] == "r1:missed"
+    assert event["data"] == {
+        "chat_id": "c1",
+        "site_id": "s1",
+        "requested_at": "1970-01-01T00:00:01.000Z",
+        "deadline_at": "1970-01-01T00:01:01.000Z",
+        "missed_at": "1970-01-01T00:01:01.050Z",
+        "agents_notified": 2,
+        "devices_notified": 3,
+    }
+
+
+def test_chatbot_message() -> None:
+    effect = EmitChatbotMessage("r1:chatbot", "c1", "s1", "text", "a@b.c", "+1", 5)
+    event = json.loads(encode_chatbot_message(effect, "urn:test"))
+    assert event["type"] == "livechat.chatbot.send_message"
+    assert event["data"] == {
+        "chat_id": "c1",
+        "site_id": "s1",
+        "reason": "no_agent_accepted",
+        "text": "text",
+        "contact": {"email": "a@b.c", "phone": "+1"},
+    }
+
+
+def test_token_rejected_carries_no_token() -> None:
+    effect = EmitTokenRejected("token_rejected:a:d:f", "a", "d", Provider.APNS, "Unregistered", 0)
+    event = json.loads(encode_token_rejected(effect, "urn:test"))
+    assert event["type"] == "livechat.push.token_rejected"
+    assert set(event["data"]) == {"agent_id", "device_id", "provider", "reason", "rejected_at"}
