@@ -45,6 +45,18 @@ from service.wire.rejection import Reason, Rejection
 
 log = structlog.get_logger(__name__)
 
+
+def dead_letter_headers(record: ConsumedRecord, rejection: Rejection) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: why, and where the untouched original came from."""
+    return [
+        ("reason", rejection.reason.value.encode()),
+        ("detail", rejection.detail.encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+
+
 MAX_TIMERS_PER_STEP = 5_000
 """Bounds the time one step holds the loop when a backlog of deadlines falls due at once."""
 
@@ -183,13 +195,7 @@ class PartitionStep:
         return OutRecord(settings.topic_push_feedback, effect.agent_id.encode(), value)
 
     def _dead_letter(self, record: ConsumedRecord, rejection: Rejection, result: StepResult) -> None:
-        headers = (
-            ("reason", rejection.reason.value.encode()),
-            ("detail", rejection.detail.encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        )
+        headers = tuple(dead_letter_headers(record, rejection))
         result.records.append(
             OutRecord(self._settings.topic_dead_letter, record.key, record.value, None, headers)
         )

@@ -35,7 +35,6 @@ from service.observability.metrics import Metrics
 from service.push.fanout import DeviceRejected, FanOut, FanOutReport
 from service.settings import Settings
 from service.state.store import PartitionStore
-from service.wire.inbound import DecodeLimits
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +62,7 @@ class ChatWorker:
         self._world = world
         self._metrics = metrics
         self._clock = clock
-        self._step = PartitionStep(settings, world, _limits(settings))
+        self._step = PartitionStep(settings, world, settings.decode_limits())
         self._owned: dict[int, _Owned] = {}
         self._reports: defaultdict[int, list[FanOutReport]] = defaultdict(list)
         self._lock = asyncio.Lock()
@@ -286,12 +285,3 @@ async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future
         headers=list(record.headers) or None,
     )
     return future
-
-
-def _limits(settings: Settings) -> DecodeLimits:
-    return DecodeLimits(
-        max_value_bytes=settings.max_value_bytes,
-        max_time_to_accept_s=settings.max_time_to_accept_seconds,
-        clock_skew_ms=settings.clock_skew_seconds * 1000,
-        max_event_age_ms=settings.max_event_age_seconds * 1000,
-    )

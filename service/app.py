@@ -1,0 +1,155 @@
+"""The composition root: builds settings-driven parts, wires them, supervises, shuts down.
+
+Nothing else in the package creates clients. Start-up order matters: topics are checked first
+(refuse to run on a wrong layout), the HTTP server comes up early so probes answer while the
+directories load, and the chat-events consumer joins the group only once the directories are
+loaded (a push decided from a half-loaded directory would skip agents).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from contextlib import suppress
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from service.clock import Clock, SystemClock
+from service.domain.decide import Policy, World
+from service.domain.directory import AgentDirectory, SiteDirectory
+from service.http.server import Probe, build_app, start_http
+from service.kafka.directory_feed import DirectoryFeed
+from service.kafka.topics import verify_topics
+from service.kafka.worker import ChatWorker
+from service.observability.metrics import Metrics
+from service.push.base import PushSender
+from service.push.fanout import FanOut, FanOutReport
+from service.push.senders import build_senders
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STATUS_INTERVAL_S = 15
+
+
+def policy(settings: Settings) -> Policy:
+    return Policy(
+        default_time_to_accept_s=settings.default_time_to_accept_seconds,
+        dedup_window_ms=settings.dedup_window_seconds * 1000,
+        closing_updates=settings.closing_updates,
+        closing_update_ttl_ms=settings.closing_update_ttl_seconds * 1000,
+    )
+
+
+class Application:
+    """One running worker process."""
+
+    def __init__(self, settings: Settings, senders: list[PushSender], clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics([settings.topic_chat_events, settings.topic_agents, settings.topic_sites])
+        self.world = World(SiteDirectory(), AgentDirectory(), policy(settings))
+        self.senders = senders
+        limits = settings.decode_limits()
+        self.feed = DirectoryFeed(settings, self.world.agents, self.world.sites, self.metrics, limits)
+        by_provider = {sender.provider: sender for sender in senders}
+
+        def fan_out(report: Callable[[FanOutReport], None]) -> FanOut:
+            return FanOut(by_provider, self.metrics, clock, report, max_in_flight=settings.push_max_in_flight)
+
+        self.worker = ChatWorker(settings, self.world, self.metrics, clock, fan_out)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self.http_port: int | None = None
+
+    def ready(self) -> bool:
+        return self.feed.loaded and self.worker.ready
+
+    def alive(self) -> bool:
+        return all(not task.done() for task in self._tasks)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run until SIGTERM/SIGINT (or `request_stop`) or a task dies; return the exit code."""
+        settings = self.settings
+        await verify_topics(settings)
+        app = build_app(
+            self.metrics,
+            liveness=[Probe("tasks_running", self.alive)],
+            readiness=[
+                Probe("directories_loaded", lambda: self.feed.loaded),
+                Probe("partitions_restored", lambda: self.worker.ready),
+            ],
+        )
+        runner, self.http_port = await start_http(app, settings.http_host, settings.http_port)
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(self._report_status, "interval", seconds=STATUS_INTERVAL_S, misfire_grace_time=None)
+        scheduler.start()
+        log.info("worker_starting", settings=settings.redacted(), http_port=self.http_port)
+        feed_task = asyncio.create_task(self.feed.run(), name="directory-feed")
+        self._tasks.append(feed_task)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.request_stop)
+        exit_code = 0
+        try:
+            loaded = asyncio.create_task(self.feed.wait_loaded())
+            await asyncio.wait(
+                {loaded, feed_task, asyncio.create_task(self._stop.wait())}, return_when="FIRST_COMPLETED"
+            )
+            if loaded.done() and not self._stop.is_set():
+                self._tasks.append(asyncio.create_task(self.worker.run(), name="chat-worker"))
+            exit_code = await self._supervise()
+        finally:
+            await self._shut_down(runner, scheduler)
+        return exit_code
+
+    async def _supervise(self) -> int:
+        stop = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait({stop, *self._tasks}, return_when="FIRST_COMPLETED")
+        stop.cancel()
+        for task in done:
+            if task is not stop and task.exception() is not None:
+                log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+                return 1
+        return 0
+
+    async def _shut_down(self, runner: object, scheduler: AsyncIOScheduler) -> None:
+        log.info("worker_stopping")
+        self.worker.stop()
+        self.feed.stop()
+        grace = self.settings.shutdown_grace_seconds
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for sender in self.senders:
+            with suppress(Exception):
+                await sender.close()
+        scheduler.shutdown(wait=False)
+        await runner.cleanup()  # type: ignore[attr-defined]
+        log.info("worker_stopped")
+
+    def _report_status(self) -> None:
+        self.metrics.ready.set(1 if self.ready() else 0)
+        log.info(
+            "worker_status",
+            ready=self.ready(),
+            partitions=self.worker.owned_partitions,
+            pushes_in_flight=self.worker.fan_out.in_flight,
+            agents=len(self.world.agents),
+            sites=len(self.world.sites),
+        )
+
+
+async def run_worker(settings: Settings, clock: Clock | None = None) -> int:
+    clock = clock or SystemClock()
+    senders = await build_senders(settings, clock)
+    return await Application(settings, senders, clock).run()

@@ -1,0 +1,1 @@
+"""The operations endpoints: /metrics, /healthz, /readyz."""

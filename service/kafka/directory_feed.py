@@ -1,0 +1,151 @@
+"""Keeps the agent and site directories in step with their compacted topics.
+
+At start-up the feed reads both topics from the beginning up to their end offsets (the worker
+is not ready before that: pushing from a half-loaded directory would skip agents), then keeps
+following them. Every worker reads every partition of these topics — they are small, and each
+worker needs the whole directory whatever chat partitions it owns. Unusable snapshots are
+dead-lettered and counted; a tombstone deletes the agent or site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from service.domain.directory import AgentDirectory, SiteDirectory
+from service.kafka.connection import client_options
+from service.kafka.step import ConsumedRecord, dead_letter_headers
+from service.observability.metrics import Metrics
+from service.settings import Settings
+from service.wire.inbound import (
+    AGENT_UPDATED,
+    SITE_UPDATED,
+    DecodeLimits,
+    decode_agent,
+    decode_key,
+    decode_site,
+)
+from service.wire.rejection import Rejection
+
+log = structlog.get_logger(__name__)
+
+
+class DirectoryFeed:
+    def __init__(
+        self,
+        settings: Settings,
+        agents: AgentDirectory,
+        sites: SiteDirectory,
+        metrics: Metrics,
+        limits: DecodeLimits,
+    ) -> None:
+        self._settings = settings
+        self._agents = agents
+        self._sites = sites
+        self._metrics = metrics
+        self._limits = limits
+        self._loaded = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            settings.topic_agents,
+            settings.topic_sites,
+            **client_options(settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True, acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            await self._load(consumer, producer)
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+                await self._apply_all(producer, batches)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _load(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        partitions: set[TopicPartition] = set()
+        while not partitions and not self._stopping.is_set():
+            # Without a group, the consumer assigns every partition once metadata arrived.
+            await consumer.getmany(timeout_ms=100)
+            partitions = set(consumer.assignment())
+        ends = await consumer.end_offsets(list(partitions))
+        while not self._stopping.is_set():
+            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            await self._apply_all(
+                producer, await consumer.getmany(*behind, timeout_ms=500, max_records=10_000)
+            )
+        self._loaded.set()
+        log.info("directories_loaded", agents=len(self._agents), sites=len(self._sites))
+
+    async def _apply_all(
+        self, producer: AIOKafkaProducer, batches: dict[TopicPartition, list[ConsumedRecord]]
+    ) -> None:
+        for tp, records in batches.items():
+            for record in records:
+                rejection = self._apply(tp.topic, record)
+                if rejection is not None:
+                    await self._dead_letter(producer, record, rejection)
+
+    def _apply(self, topic: str, record: ConsumedRecord) -> Rejection | None:
+        is_agents = topic == self._settings.topic_agents
+        if record.value is None:
+            key = decode_key(record.key)
+            if key is not None:
+                (self._agents.remove if is_agents else self._sites.remove)(key)
+            return None
+        if is_agents:
+            agent = decode_agent(record.key, record.value, self._limits)
+            if isinstance(agent, Rejection):
+                return agent
+            self._agents.upsert(agent)
+            self._metrics.events_consumed.labels(AGENT_UPDATED).inc()
+            return None
+        site = decode_site(record.key, record.value, self._limits)
+        if isinstance(site, Rejection):
+            return site
+        self._sites.upsert(site)
+        self._metrics.events_consumed.labels(SITE_UPDATED).inc()
+        return None
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumedRecord, rejection: Rejection
+    ) -> None:
+        self._metrics.events_rejected.labels(record.topic, rejection.reason.value).inc()
+        log.warning(
+            "snapshot_rejected",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            agent_id=rejection.agent_id,
+            site_id=rejection.site_id,
+        )
+        await producer.send_and_wait(
+            self._settings.topic_dead_letter,
+            key=record.key,
+            value=record.value,
+            headers=dead_letter_headers(record, rejection),
+        )
