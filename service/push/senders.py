@@ -1,0 +1,81 @@
+"""Builds the configured push senders from settings (used by the composition root and the CLI).
+
+A provider whose credentials are not configured gets no sender: its devices' pushes are counted
+as skipped (`notifier_pushes_skipped_total{why="no_sender"}`) and the rest of the worker runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from service.clock import Clock
+from service.errors import ConfigurationError
+from service.push.apns import ApnsSender
+from service.push.base import PushSender
+from service.push.fcm import FcmSender
+from service.settings import Settings
+
+
+async def build_senders(settings: Settings, clock: Clock) -> list[PushSender]:
+    check_credentials(settings)
+    senders: list[PushSender] = []
+    if settings.fcm_credentials_file is not None:
+        senders.append(
+            await FcmSender.create(
+                service_account_file=settings.fcm_credentials_file,
+                clock=clock,
+                endpoint=settings.fcm_endpoint,
+                timeout_s=settings.push_timeout_seconds,
+            )
+        )
+    key_file, key_id, team_id, topic = (
+        settings.apns_key_file,
+        settings.apns_key_id,
+        settings.apns_team_id,
+        settings.apns_topic,
+    )
+    if key_file and key_id and team_id and topic:
+        senders.append(
+            await ApnsSender.create(
+                key_file=key_file,
+                key_id=key_id,
+                team_id=team_id,
+                topic=topic,
+                production_url=settings.apns_endpoint,
+                sandbox_url=settings.apns_sandbox_endpoint,
+                extra_ca_file=settings.apns_ca_file,
+                timeout_s=settings.push_timeout_seconds,
+            )
+        )
+    return senders
+
+
+def check_credentials(settings: Settings) -> None:
+    """Validate credential files offline; errors name the setting, never the file's content."""
+    if settings.fcm_credentials_file is not None:
+        try:
+            account = json.loads(settings.fcm_credentials_file.read_text())
+            missing = {"type", "project_id", "private_key", "client_email", "token_uri"} - set(account)
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(
+                f"NOTIFIER_FCM_CREDENTIALS_FILE: not a readable JSON file ({type(error).__name__})"
+            ) from None
+        if missing:
+            raise ConfigurationError(
+                f"NOTIFIER_FCM_CREDENTIALS_FILE: service account lacks {sorted(missing)}"
+            )
+    apns = (settings.apns_key_file, settings.apns_key_id, settings.apns_team_id, settings.apns_topic)
+    if any(value is not None for value in apns) and not settings.apns_configured:
+        raise ConfigurationError(
+            "APNs needs all of NOTIFIER_APNS_KEY_FILE, NOTIFIER_APNS_KEY_ID, "
+            "NOTIFIER_APNS_TEAM_ID and NOTIFIER_APNS_TOPIC"
+        )
+    if settings.apns_key_file is not None:
+        try:
+            load_pem_private_key(settings.apns_key_file.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as error:
+            raise ConfigurationError(
+                f"NOTIFIER_APNS_KEY_FILE: not a readable PEM private key ({type(error).__name__})"
+            ) from None
