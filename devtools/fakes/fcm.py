@@ -1,0 +1,324 @@
+"""A protocol-level fake of Firebase Cloud Messaging: Google's OAuth2 token endpoint plus FCM v1 send.
+
+firebase-admin talks to it for real. The token endpoint takes the JWT-bearer grant a service
+account makes, checks the assertion's RS256 signature against the public key of a service account
+the fake was told to trust (`trust_service_account`), and issues opaque access tokens, counting
+each fetch. `POST /v1/projects/{project}/messages:send` accepts only tokens it issued, validates the
+v1 message shape minimally and answers `{"name": "projects/<p>/messages/<id>"}`, or the FCM v1
+error body (`error.details[].errorCode` under the `FcmError` type, which firebase-admin parses).
+
+Accepted messages land in `messages` (a `Recorder`), every send attempt in `attempts`. Faults:
+per registration token (`set_fault`), for every send (`set_outage`), and a global added latency.
+The server runs on 127.0.0.1 on a free port in its own thread (see `devtools.fakes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from devtools.fakes import LoopThread, Recorder
+
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+"""google-auth signs every assertion for this audience, whatever the `token_uri`."""
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_MESSAGING_SCOPES = frozenset(
+    {"https://www.googleapis.com/auth/cloud-platform", "https://www.googleapis.com/auth/firebase.messaging"}
+)
+FCM_ERRORS: dict[str, tuple[int, str]] = {
+    "INVALID_ARGUMENT": (400, "INVALID_ARGUMENT"),
+    "UNREGISTERED": (404, "NOT_FOUND"),
+    "SENDER_ID_MISMATCH": (403, "PERMISSION_DENIED"),
+    "QUOTA_EXCEEDED": (429, "RESOURCE_EXHAUSTED"),
+    "UNAVAILABLE": (503, "UNAVAILABLE"),
+    "INTERNAL": (500, "INTERNAL"),
+    "THIRD_PARTY_AUTH_ERROR": (401, "UNAUTHENTICATED"),
+}
+"""FCM v1 `errorCode` -> (HTTP status, Google RPC status), as FCM answers them."""
+_MAX_TTL_S = 2_419_200
+_MAX_PAYLOAD_BYTES = 4096
+_TTL = re.compile(r"^(\d+)(\.\d{1,9})?s$")
+_RESERVED_DATA_KEYS = frozenset({"from", "message_type", "notification"})
+
+
+@dataclass(frozen=True, slots=True)
+class FcmFault:
+    """What the fake does instead of accepting a message."""
+
+    error_code: str | None = None
+    """An FCM v1 errorCode from `FCM_ERRORS`; its HTTP and RPC status come from that table."""
+    http_status: int | None = None
+    """Overrides the table's HTTP status (or answers a bare status when `error_code` is None)."""
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    """Answer (or fail) only after this long."""
+    hang: bool = False
+    """Never answer (until the fake stops)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One accepted send: the v1 `message` object as the client posted it."""
+
+    message: dict[str, Any]
+    project: str
+    message_id: str
+    received_at: float
+    """`time.monotonic()` when the request arrived."""
+
+    @property
+    def token(self) -> str | None:
+        token = self.message.get("token") or self.message.get("fid")
+        return str(token) if token is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    token: str | None
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    key_id: str
+    public_key: rsa.RSAPublicKey
+
+
+def _error(
+    http_status: int,
+    rpc_status: str,
+    message: str,
+    error_code: str | None = None,
+    retry_after: str | None = None,
+) -> web.Response:
+    error: dict[str, Any] = {"code": http_status, "message": message, "status": rpc_status}
+    if error_code is not None:
+        error["details"] = [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}]
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return web.json_response({"error": error}, status=http_status, headers=headers)
+
+
+def _shape_problem(message: Any) -> str | None:  # noqa: PLR0911 - a checklist reads best as early returns
+    """The first thing wrong with a v1 `message` object, or None (a minimal subset of FCM's checks)."""
+    if not isinstance(message, dict):
+        return "message must be an object"
+    if sum(key in message for key in ("token", "fid", "topic", "condition")) != 1:
+        return "exactly one of token, fid, topic or condition is required"
+    data = message.get("data", {})
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        return "data values must be strings"
+    if any(k in _RESERVED_DATA_KEYS or k.startswith(("google", "gcm")) for k in data):
+        return "data contains a reserved key"
+    notification = message.get("notification", {})
+    if not isinstance(notification, dict) or not all(isinstance(v, str) for v in notification.values()):
+        return "notification fields must be strings"
+    android = message.get("android", {})
+    if not isinstance(android, dict):
+        return "android must be an object"
+    if "ttl" in android:
+        match = _TTL.match(str(android["ttl"]))
+        if match is None or int(match.group(1)) > _MAX_TTL_S:
+            return "android.ttl must be a duration between 0s and 2419200s"
+    if str(android.get("priority", "normal")).lower() not in {"normal", "high"}:
+        return "android.priority must be normal or high"
+    if not isinstance(android.get("collapse_key", ""), str):
+        return "android.collapse_key must be a string"
+    if len(json.dumps({"data": data, "notification": notification}).encode()) > _MAX_PAYLOAD_BYTES:
+        return "Message is too big"
+    return None
+
+
+class FcmFake:
+    """OAuth2 token endpoint + FCM v1 send endpoint on 127.0.0.1."""
+
+    def __init__(self, *, project_id: str, token_lifetime_s: int = 3600, latency_s: float = 0.0) -> None:
+        self.project_id = project_id
+        self.token_lifetime_s = token_lifetime_s
+        self.latency_s = latency_s
+        """Added to every send (not to token fetches)."""
+        self.messages: Recorder[ReceivedMessage] = Recorder()
+        self.attempts: Recorder[SendAttempt] = Recorder()
+        self.token_requests: Recorder[float] = Recorder()
+        """`time.monotonic()` of each access token the fake issued."""
+        self._accounts: dict[str, _Account] = {}
+        self._issued: dict[str, float] = {}
+        self._faults: dict[str, FcmFault] = {}
+        self._outage: FcmFault | None = None
+        self._thread = LoopThread("fcm-fake")
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+        self._port: int | None = None
+        self._next_id = 0
+
+    # -- configuration (any thread) ------------------------------------------------------------
+
+    def trust_service_account(self, service_account_file: Path) -> None:
+        """Accept token requests signed by this service account's key."""
+        info = json.loads(service_account_file.read_text())
+        key = serialization.load_pem_private_key(
+            info["private_key"].encode(), password=None, unsafe_skip_rsa_key_validation=True
+        )
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError("service account key is not RSA")
+        self._accounts[info["client_email"]] = _Account(info["private_key_id"], key.public_key())
+
+    def set_fault(self, token: str, fault: FcmFault) -> None:
+        self._faults[token] = fault
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def set_outage(self, fault: FcmFault | None) -> None:
+        """Apply `fault` to every send (e.g. `FcmFault("UNAVAILABLE")`); None ends the outage."""
+        self._outage = fault
+
+    def revoke_tokens(self) -> None:
+        """Forget every issued access token: the next send with one gets 401."""
+        self._issued.clear()
+
+    @property
+    def token_fetches(self) -> int:
+        return len(self.token_requests.items)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FcmFake is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The endpoint to give the FCM sender (it appends /v1/projects/...)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}/token"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._thread.start()
+        self._port = await self._thread.run(self._serve())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._thread.run(self._shutdown())
+        await self._thread.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def _serve(self) -> int:
+        app = web.Application()
+        app.router.add_post("/token", self._token)
+        app.router.add_post("/v1/projects/{project}/messages:send", self._send)
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        return int(self._runner.addresses[0][1])
+
+    async def _shutdown(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers (fake's thread) -------------------------------------------------------------------
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("grant_type") != JWT_BEARER_GRANT:
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        assertion = str(form.get("assertion", ""))
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+            account = self._accounts.get(str(unverified.get("iss")))
+            if account is None or jwt.get_unverified_header(assertion).get("kid") != account.key_id:
+                raise jwt.InvalidTokenError("unknown service account or key id")
+            claims = jwt.decode(
+                assertion,
+                account.public_key,
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+                options={"require": ["iss", "aud", "iat", "exp", "scope"]},
+            )
+        except jwt.PyJWTError as error:
+            return web.json_response({"error": "invalid_grant", "error_description": str(error)}, status=400)
+        if not _MESSAGING_SCOPES & set(str(claims["scope"]).split()):
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        access_token = "ya29.fake-" + secrets.token_urlsafe(24)
+        self._issued[access_token] = time.monotonic() + self.token_lifetime_s
+        self.token_requests.append(time.monotonic())
+        return web.json_response(
+            {"access_token": access_token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        expires = self._issued.get(token)
+        return scheme.lower() == "bearer" and expires is not None and expires > time.monotonic()
+
+    async def _send(self, request: web.Request) -> web.Response:
+        received_at = time.monotonic()
+        if not self._authorized(request):
+            return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        project = request.match_info["project"]
+        if project != self.project_id:
+            return _error(404, "NOT_FOUND", "Requested entity was not found.")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        message = body.get("message") if isinstance(body, dict) else None
+        problem = _shape_problem(message)
+        if problem is not None or not isinstance(message, dict):
+            return _error(400, "INVALID_ARGUMENT", problem or "message missing", "INVALID_ARGUMENT")
+        token = message.get("token") or message.get("fid")
+        response = await self._answer(project, message, token, received_at)
+        self.attempts.append(SendAttempt(token, response.status))
+        return response
+
+    async def _answer(
+        self, project: str, message: dict[str, Any], token: str | None, received_at: float
+    ) -> web.Response:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        fault = self._outage or (self._faults.get(token) if token else None)
+        if fault is not None:
+            if fault.hang and self._stopping is not None:
+                await self._stopping.wait()
+                return _error(503, "UNAVAILABLE", "The fake is stopping.")
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if fault.error_code is not None or fault.http_status is not None:
+                http_status, rpc_status = FCM_ERRORS.get(fault.error_code or "", (500, "UNKNOWN"))
+                return _error(
+                    fault.http_status or http_status,
+                    rpc_status,
+                    f"Injected fault {fault.error_code or fault.http_status}.",
+                    fault.error_code,
+                    fault.retry_after,
+                )
+        self._next_id += 1
+        message_id = f"0:{self._next_id}%fake"
+        self.messages.append(ReceivedMessage(message, project, message_id, received_at))
+        return web.json_response({"name": f"projects/{project}/messages/{message_id}"})

@@ -1,0 +1,309 @@
+"""ApnsSender driving aioapns for real against APNs fakes (HTTP/2, TLS, ES256 provider tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.credentials import GeneratedCredentials, generate_credentials
+from devtools.fakes.apns import ApnsFake, ApnsFault
+from service.errors import PushConfigurationError
+from service.push.apns import ApnsSender
+from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+
+TOPIC = "com.example.livechat.agent"
+
+MakeSender = Callable[..., Awaitable[ApnsSender]]
+MakeFake = Callable[..., Awaitable[ApnsFake]]
+
+
+def apns_push(token: str = "a0", kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    values: dict[str, Any] = {
+        "provider": Provider.APNS,
+        "token": token,
+        "kind": kind,
+        "collapse_id": "chat-42",
+        "expires_at_ms": time.time_ns() // 1_000_000 + 60_000,
+        "data": {"chat_id": "chat-42"},
+        "title": "A visitor is waiting",
+        "body": "Someone asks for a human",
+    }
+    values.update(overrides)
+    return Push(**values)
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> GeneratedCredentials:
+    return generate_credentials(tmp_path, fcm_token_uri="http://127.0.0.1:9/token")
+
+
+@pytest.fixture
+async def make_fake(credentials: GeneratedCredentials) -> AsyncIterator[MakeFake]:
+    fakes: list[ApnsFake] = []
+
+    async def make(name: str, **kwargs: Any) -> ApnsFake:
+        fake = ApnsFake(credentials, name=name, topic=TOPIC, **kwargs)
+        await fake.start()
+        fakes.append(fake)
+        return fake
+
+    yield make
+    for fake in fakes:
+        await fake.stop()
+
+
+@pytest.fixture
+async def production(make_fake: MakeFake) -> ApnsFake:
+    return await make_fake("production")
+
+
+@pytest.fixture
+async def sandbox(make_fake: MakeFake) -> ApnsFake:
+    return await make_fake("sandbox")
+
+
+@pytest.fixture
+async def make_sender(
+    credentials: GeneratedCredentials, production: ApnsFake, sandbox: ApnsFake
+) -> AsyncIterator[MakeSender]:
+    senders: list[ApnsSender] = []
+
+    async def make(**overrides: Any) -> ApnsSender:
+        settings: dict[str, Any] = {
+            "key_file": credentials.apns_key,
+            "key_id": credentials.apns_key_id,
+            "team_id": credentials.apns_team_id,
+            "topic": TOPIC,
+            "production_url": production.url,
+            "sandbox_url": sandbox.url,
+            "extra_ca_file": credentials.ca_cert,
+            "timeout_s": 5.0,
+            "max_connection_attempts": 1,
+        }
+        settings.update(overrides)
+        sender = await ApnsSender.create(**settings)
+        senders.append(sender)
+        return sender
+
+    yield make
+    for sender in senders:
+        await sender.close()
+
+
+@pytest.fixture
+async def sender(make_sender: MakeSender) -> ApnsSender:
+    return await make_sender()
+
+
+async def test_handoff_request_arrives_as_an_alert_with_collapse_id_and_expiration(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    push = apns_push("a1")
+
+    outcome = await sender.send(push)
+
+    assert outcome == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = await production.notifications.wait_for(lambda items: len(items) == 1, timeout=5)
+    assert received.fake == "production"
+    assert received.token == "a1"
+    assert received.headers["apns-topic"] == TOPIC
+    assert received.headers["apns-push-type"] == "alert"
+    assert received.headers["apns-priority"] == "10"
+    assert received.collapse_id == "chat-42"
+    assert received.expiration in {push.expires_at_ms // 1000 - 1, push.expires_at_ms // 1000}
+    assert received.payload == {
+        "aps": {
+            "alert": {"title": "A visitor is waiting", "body": "Someone asks for a human"},
+            "sound": "default",
+        },
+        "chat_id": "chat-42",
+    }
+    assert sandbox.notifications.items == []
+
+
+async def test_handoff_closed_arrives_as_a_background_push(sender: ApnsSender, production: ApnsFake) -> None:
+    push = apns_push("a2", PushKind.HANDOFF_CLOSED, title=None, body=None)
+
+    outcome = await sender.send(push)
+
+    assert outcome.kind is OutcomeKind.DELIVERED
+    [received] = production.notifications.items
+    assert received.headers["apns-push-type"] == "background"
+    assert received.headers["apns-priority"] == "5"
+    assert received.collapse_id == "chat-42"
+    assert received.payload == {"aps": {"content-available": 1}, "chat_id": "chat-42"}
+
+
+async def test_sandbox_pushes_go_to_the_sandbox_endpoint(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    outcomes = await asyncio.gather(
+        sender.send(apns_push("b1", apns_environment=ApnsEnvironment.SANDBOX)),
+        sender.send(apns_push("b2", apns_environment=ApnsEnvironment.PRODUCTION)),
+    )
+
+    assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
+    assert [(n.fake, n.token) for n in sandbox.notifications.items] == [("sandbox", "b1")]
+    assert [(n.fake, n.token) for n in production.notifications.items] == [("production", "b2")]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (ApnsFault(410, "Unregistered"), PushOutcome(OutcomeKind.TOKEN_DEAD, "Unregistered")),
+        (ApnsFault(410, "ExpiredToken"), PushOutcome(OutcomeKind.TOKEN_DEAD, "ExpiredToken")),
+        (ApnsFault(400, "BadDeviceToken"), PushOutcome(OutcomeKind.TOKEN_DEAD, "BadDeviceToken")),
+        (
+            ApnsFault(400, "DeviceTokenNotForTopic"),
+            PushOutcome(OutcomeKind.TOKEN_DEAD, "DeviceTokenNotForTopic"),
+        ),
+        (ApnsFault(429, "TooManyRequests"), PushOutcome(OutcomeKind.RETRY_LATER, "TooManyRequests")),
+        (ApnsFault(500, "InternalServerError"), PushOutcome(OutcomeKind.RETRY_LATER, "InternalServerError")),
+        (ApnsFault(503, "ServiceUnavailable"), PushOutcome(OutcomeKind.RETRY_LATER, "ServiceUnavailable")),
+        (ApnsFault(400, "BadPriority"), PushOutcome(OutcomeKind.REQUEST_BUG, "BadPriority")),
+        (
+            ApnsFault(403, "ExpiredProviderToken"),
+            PushOutcome(OutcomeKind.REQUEST_BUG, "ExpiredProviderToken"),
+        ),
+        (ApnsFault(413, "PayloadTooLarge"), PushOutcome(OutcomeKind.REQUEST_BUG, "PayloadTooLarge")),
+    ],
+)
+async def test_each_apns_answer_maps_to_its_outcome(
+    sender: ApnsSender, production: ApnsFake, fault: ApnsFault, expected: PushOutcome
+) -> None:
+    production.set_fault("c0", fault)
+
+    assert await sender.send(apns_push("c0")) == expected
+    assert await sender.send(apns_push("c1")) == PushOutcome(OutcomeKind.DELIVERED)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"collapse_id": "x" * 65}, "BadCollapseId"),
+        ({"data": {"blob": "x" * 4100}}, "PayloadTooLarge"),
+    ],
+)
+async def test_apple_limits_are_request_bugs(
+    sender: ApnsSender, overrides: dict[str, Any], reason: str
+) -> None:
+    outcome = await sender.send(apns_push("d0", **overrides))
+
+    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+
+
+async def test_a_wrong_topic_or_key_id_is_a_request_bug(make_sender: MakeSender) -> None:
+    wrong_topic = await make_sender(topic="com.example.other")
+    wrong_key_id = await make_sender(key_id="ABCDEFGHIJ")
+
+    assert await wrong_topic.send(apns_push()) == PushOutcome(OutcomeKind.REQUEST_BUG, "TopicDisallowed")
+    assert await wrong_key_id.send(apns_push()) == PushOutcome(
+        OutcomeKind.REQUEST_BUG, "InvalidProviderToken"
+    )
+
+
+async def test_a_hang_times_out_resets_the_stream_and_frees_its_slot(
+    make_fake: MakeFake, make_sender: MakeSender, sandbox: ApnsFake
+) -> None:
+    # One stream per connection and one connection: a slot leaked by the hung request would
+    # block every later push on this sender.
+    narrow = await make_fake("narrow", max_concurrent_streams=1)
+    sender = await make_sender(production_url=narrow.url, timeout_s=0.5, max_connections=1)
+    assert (await sender.send(apns_push("e0"))).kind is OutcomeKind.DELIVERED
+    narrow.set_fault("e1", ApnsFault(hang=True))
+
+    started = time.monotonic()
+    outcome = await sender.send(apns_push("e1"))
+
+    assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+    assert 0.45 < time.monotonic() - started < 2.0
+    await narrow.resets.wait_for(lambda resets: len(resets) == 1, timeout=5)
+    assert (await sender.send(apns_push("e2"))).kind is OutcomeKind.DELIVERED
+    assert narrow.connections_accepted == 1
+
+
+async def test_a_dropped_connection_is_retry_later_and_the_next_push_reconnects(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    production.set_fault("f0", ApnsFault(drop_connection=True))
+
+    dropped = await sender.send(apns_push("f0"))
+    after = await sender.send(apns_push("f1"))
+
+    assert dropped == PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
+    assert after.kind is OutcomeKind.DELIVERED
+    assert production.connections_accepted == 2
+
+
+async def test_an_outage_is_retry_later_until_it_ends(sender: ApnsSender, production: ApnsFake) -> None:
+    production.set_outage(ApnsFault(503, "ServiceUnavailable"))
+    during = await asyncio.gather(*(sender.send(apns_push(f"{i:02x}")) for i in range(5)))
+    production.set_outage(None)
+
+    assert set(during) == {PushOutcome(OutcomeKind.RETRY_LATER, "ServiceUnavailable")}
+    assert (await sender.send(apns_push("ff"))).kind is OutcomeKind.DELIVERED
+
+
+async def test_an_unreachable_endpoint_is_retry_later(make_sender: MakeSender, production: ApnsFake) -> None:
+    sender = await make_sender()
+    await production.stop()
+
+    assert await sender.send(apns_push()) == PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
+
+
+async def test_max_concurrent_streams_is_respected_under_load(
+    make_fake: MakeFake, make_sender: MakeSender
+) -> None:
+    narrow = await make_fake("narrow", max_concurrent_streams=4, latency_s=0.02)
+    sender = await make_sender(production_url=narrow.url, max_connections=1)
+    await sender.send(apns_push("00"))  # the first answer carries the server's SETTINGS
+
+    outcomes = await asyncio.gather(*(sender.send(apns_push(f"{i:04x}")) for i in range(40)))
+
+    assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
+    assert narrow.peak_streams <= 4
+    assert narrow.protocol_errors == 0
+    assert narrow.connections_accepted == 1
+
+
+async def test_thousands_of_error_answers_on_one_connection_keep_flowing(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    # Each 410 body takes ~60 bytes of the connection's 64 KiB receive window; unless the client
+    # hands credit back, the server can send no more bodies after about 1,100 of them.
+    tokens = [f"{i:04x}" for i in range(1_300)]
+    for token in tokens:
+        production.set_fault(token, ApnsFault(410, "Unregistered"))
+
+    outcomes: list[PushOutcome] = []
+    for start in range(0, len(tokens), 100):
+        outcomes += await asyncio.gather(*(sender.send(apns_push(t)) for t in tokens[start : start + 100]))
+
+    assert {o.kind for o in outcomes} == {OutcomeKind.TOKEN_DEAD}
+    assert production.connections_accepted == 1
+
+
+async def test_one_provider_token_serves_a_connection(sender: ApnsSender, production: ApnsFake) -> None:
+    outcomes = await asyncio.gather(*(sender.send(apns_push(f"{i:02x}")) for i in range(50)))
+
+    assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
+    assert production.provider_tokens_seen == production.connections_accepted == 1
+
+
+async def test_unusable_settings_fail_creation(credentials: GeneratedCredentials, tmp_path: Path) -> None:
+    rsa_key = tmp_path / "rsa.pem"
+    rsa_key.write_text(json.loads(credentials.fcm_service_account.read_text())["private_key"])
+    common: dict[str, Any] = {"key_id": "K", "team_id": "T", "topic": TOPIC}
+
+    with pytest.raises(PushConfigurationError, match="not an EC P-256 key"):
+        await ApnsSender.create(key_file=rsa_key, **common)
+    with pytest.raises(PushConfigurationError, match="APNs settings unusable"):
+        await ApnsSender.create(key_file=tmp_path / "missing.p8", **common)
+    with pytest.raises(PushConfigurationError, match="APNs settings unusable"):
+        await ApnsSender.create(key_file=credentials.apns_key, production_url="http://x", **common)

@@ -1,0 +1,301 @@
+"""FcmSender driving firebase-admin for real against the FCM fake: OAuth2, v1 send, faults, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from firebase_admin import messaging
+
+from devtools.credentials import GeneratedCredentials, generate_credentials
+from devtools.fakes.fcm import FcmFake, FcmFault
+from service.errors import PushConfigurationError
+from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.fcm import FCM_ENDPOINT, FcmSender
+
+PROJECT = "livechat-notifier-test"
+NOW_MS = 1_800_000_000_000
+
+MakeSender = Callable[..., Awaitable[FcmSender]]
+
+
+class FixedClock:
+    def now_ms(self) -> int:
+        return NOW_MS
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def fcm_push(token: str = "token-1", kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    values: dict[str, Any] = {
+        "provider": Provider.FCM,
+        "token": token,
+        "kind": kind,
+        "collapse_id": "chat-42",
+        "expires_at_ms": NOW_MS + 30_400,
+        "data": {"chat_id": "chat-42"},
+        "title": "A visitor is waiting",
+        "body": "Someone asks for a human",
+    }
+    values.update(overrides)
+    return Push(**values)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fcm_fake() -> AsyncIterator[FcmFake]:
+    async with FcmFake(project_id=PROJECT) as fake:
+        yield fake
+
+
+@pytest.fixture
+def credentials(tmp_path: Path, fcm_fake: FcmFake) -> GeneratedCredentials:
+    generated = generate_credentials(tmp_path, fcm_token_uri=fcm_fake.token_uri, fcm_project_id=PROJECT)
+    fcm_fake.trust_service_account(generated.fcm_service_account)
+    return generated
+
+
+@pytest.fixture
+async def make_sender(fcm_fake: FcmFake, credentials: GeneratedCredentials) -> AsyncIterator[MakeSender]:
+    senders: list[FcmSender] = []
+
+    async def make(*, endpoint: str | None = None, timeout_s: float = 5.0, **kwargs: Any) -> FcmSender:
+        sender = await FcmSender.create(
+            service_account_file=kwargs.pop("service_account_file", credentials.fcm_service_account),
+            clock=FixedClock(),
+            endpoint=endpoint or fcm_fake.url,
+            timeout_s=timeout_s,
+        )
+        senders.append(sender)
+        return sender
+
+    yield make
+    for sender in senders:
+        await sender.close()
+
+
+@pytest.fixture
+async def sender(make_sender: MakeSender) -> FcmSender:
+    return await make_sender()
+
+
+async def test_handoff_request_arrives_with_notification_collapse_key_ttl_and_priority(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    outcome = await sender.send(fcm_push())
+
+    assert outcome == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = await fcm_fake.messages.wait_for(lambda messages: len(messages) == 1, timeout=5)
+    assert received.project == PROJECT
+    assert received.message == {
+        "token": "token-1",
+        "notification": {"title": "A visitor is waiting", "body": "Someone asks for a human"},
+        "data": {"chat_id": "chat-42"},
+        "android": {
+            "collapse_key": "chat-42",
+            "priority": "high",
+            "ttl": "30s",
+            "notification": {"tag": "chat-42"},
+        },
+    }
+
+
+async def test_handoff_closed_arrives_data_only_with_the_same_collapse_key(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    outcome = await sender.send(fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None))
+
+    assert outcome.kind is OutcomeKind.DELIVERED
+    [received] = fcm_fake.messages.items
+    assert "notification" not in received.message
+    assert received.message["android"] == {"collapse_key": "chat-42", "priority": "high", "ttl": "30s"}
+
+
+async def test_a_push_past_its_deadline_goes_out_with_ttl_zero(sender: FcmSender, fcm_fake: FcmFake) -> None:
+    await sender.send(fcm_push(expires_at_ms=NOW_MS - 5_000))
+
+    assert fcm_fake.messages.items[0].message["android"]["ttl"] == "0s"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (FcmFault("UNREGISTERED"), PushOutcome(OutcomeKind.TOKEN_DEAD, "UNREGISTERED")),
+        (FcmFault("SENDER_ID_MISMATCH"), PushOutcome(OutcomeKind.TOKEN_DEAD, "SENDER_ID_MISMATCH")),
+        (FcmFault("INVALID_ARGUMENT"), PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")),
+        (FcmFault("THIRD_PARTY_AUTH_ERROR"), PushOutcome(OutcomeKind.REQUEST_BUG, "THIRD_PARTY_AUTH_ERROR")),
+        (
+            FcmFault("QUOTA_EXCEEDED", retry_after="30"),
+            PushOutcome(OutcomeKind.RETRY_LATER, "QUOTA_EXCEEDED", 30.0),
+        ),
+        (FcmFault("UNAVAILABLE", retry_after="5"), PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE", 5.0)),
+        (FcmFault("INTERNAL"), PushOutcome(OutcomeKind.RETRY_LATER, "INTERNAL")),
+        (FcmFault(http_status=502), PushOutcome(OutcomeKind.RETRY_LATER, "UNKNOWN")),
+    ],
+)
+async def test_each_fcm_error_maps_to_its_outcome_after_exactly_one_attempt(
+    sender: FcmSender, fcm_fake: FcmFake, fault: FcmFault, expected: PushOutcome
+) -> None:
+    fcm_fake.set_fault("bad-token", fault)
+
+    outcome = await sender.send(fcm_push("bad-token"))
+
+    assert outcome == expected
+    # firebase-admin would retry 500/503 four times by itself; the sender leaves retries to its caller.
+    assert [attempt.token for attempt in fcm_fake.attempts.items] == ["bad-token"]
+    assert fcm_fake.messages.items == []
+
+
+async def test_other_tokens_are_unaffected_by_a_token_fault(sender: FcmSender, fcm_fake: FcmFake) -> None:
+    fcm_fake.set_fault("dead", FcmFault("UNREGISTERED"))
+
+    outcomes = await asyncio.gather(sender.send(fcm_push("dead")), sender.send(fcm_push("alive")))
+
+    assert [o.kind for o in outcomes] == [OutcomeKind.TOKEN_DEAD, OutcomeKind.DELIVERED]
+
+
+async def test_an_outage_is_retry_later_for_everyone_until_it_ends(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    fcm_fake.set_outage(FcmFault("UNAVAILABLE", retry_after="120"))
+    during = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(5)))
+    fcm_fake.set_outage(None)
+    after = await sender.send(fcm_push("t0"))
+
+    assert set(during) == {PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE", 120.0)}
+    assert after.kind is OutcomeKind.DELIVERED
+
+
+async def test_one_token_fetch_serves_many_concurrent_sends(
+    make_sender: MakeSender, fcm_fake: FcmFake
+) -> None:
+    fcm_fake.latency_s = 0.02
+    sender = await make_sender()
+
+    outcomes = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(60)))
+    outcomes += [await sender.send(fcm_push("t-later"))]
+
+    assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
+    assert len(fcm_fake.messages.items) == 61
+    assert fcm_fake.token_fetches == 1
+
+
+async def test_a_token_near_expiry_is_refreshed_in_the_background(
+    make_sender: MakeSender, fcm_fake: FcmFake
+) -> None:
+    # google-auth calls a token stale 3 min 45 s before it expires: a 200 s token is stale at once.
+    fcm_fake.token_lifetime_s = 200
+    sender = await make_sender()
+
+    first = await sender.send(fcm_push("t1"))  # no token yet: fetched before sending
+    second = await sender.send(fcm_push("t2"))  # stale: sent with it while a new one is fetched
+
+    assert [first.kind, second.kind] == [OutcomeKind.DELIVERED, OutcomeKind.DELIVERED]
+    await fcm_fake.token_requests.wait_for(lambda fetches: len(fetches) == 2, timeout=5)
+
+
+async def test_a_rejected_access_token_is_replaced_before_the_next_send(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    await sender.send(fcm_push())
+    fcm_fake.revoke_tokens()
+
+    rejected = await sender.send(fcm_push())
+    recovered = await sender.send(fcm_push())
+
+    assert rejected == PushOutcome(OutcomeKind.REQUEST_BUG, "UNAUTHENTICATED")
+    assert recovered.kind is OutcomeKind.DELIVERED
+    assert fcm_fake.token_fetches == 2
+
+
+async def test_a_hanging_fcm_times_out_as_retry_later(make_sender: MakeSender, fcm_fake: FcmFake) -> None:
+    sender = await make_sender(timeout_s=0.5)
+    await sender.send(fcm_push("warm-up"))  # fetches the token outside the measured send
+    fcm_fake.set_fault("hangs", FcmFault(hang=True))
+
+    started = time.monotonic()
+    outcome = await sender.send(fcm_push("hangs"))
+    elapsed = time.monotonic() - started
+
+    assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+    assert 0.45 < elapsed < 2.0
+    assert (await sender.send(fcm_push("fine"))).kind is OutcomeKind.DELIVERED
+
+
+async def test_added_latency_delays_but_delivers(sender: FcmSender, fcm_fake: FcmFake) -> None:
+    fcm_fake.latency_s = 0.2
+    started = time.monotonic()
+
+    outcome = await sender.send(fcm_push())
+
+    assert outcome.kind is OutcomeKind.DELIVERED
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_an_unreachable_fcm_is_retry_later(make_sender: MakeSender) -> None:
+    sender = await make_sender(endpoint=f"http://127.0.0.1:{closed_port()}")
+
+    assert await sender.send(fcm_push()) == PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
+
+
+async def test_an_unreachable_token_endpoint_is_retry_later(make_sender: MakeSender, tmp_path: Path) -> None:
+    elsewhere = generate_credentials(
+        tmp_path / "other", fcm_token_uri=f"http://127.0.0.1:{closed_port()}/token"
+    )
+    sender = await make_sender(service_account_file=elsewhere.fcm_service_account)
+
+    assert await sender.send(fcm_push()) == PushOutcome(OutcomeKind.RETRY_LATER, "token_endpoint_unreachable")
+
+
+async def test_an_untrusted_service_account_is_a_request_bug(
+    make_sender: MakeSender, fcm_fake: FcmFake, tmp_path: Path
+) -> None:
+    stranger = generate_credentials(
+        tmp_path / "stranger", fcm_token_uri=fcm_fake.token_uri, fcm_project_id=PROJECT
+    )
+    sender = await make_sender(service_account_file=stranger.fcm_service_account)
+
+    assert await sender.send(fcm_push()) == PushOutcome(OutcomeKind.REQUEST_BUG, "token_refresh_rejected")
+
+
+async def test_senders_keep_their_own_endpoints_and_google_stays_the_default(
+    make_sender: MakeSender, fcm_fake: FcmFake, tmp_path: Path
+) -> None:
+    async with FcmFake(project_id=PROJECT) as other_fake:
+        other = generate_credentials(
+            tmp_path / "other", fcm_token_uri=other_fake.token_uri, fcm_project_id=PROJECT
+        )
+        other_fake.trust_service_account(other.fcm_service_account)
+        first = await make_sender()
+        second = await make_sender(endpoint=other_fake.url, service_account_file=other.fcm_service_account)
+
+        outcomes = [await first.send(fcm_push("to-first")), await second.send(fcm_push("to-second"))]
+
+        assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
+        assert [m.token for m in fcm_fake.messages.items] == ["to-first"]
+        assert [m.token for m in other_fake.messages.items] == ["to-second"]
+    assert messaging._MessagingService.FCM_URL == FCM_ENDPOINT + "/v1/projects/{0}/messages:send"
+
+
+async def test_a_missing_service_account_file_fails_creation(tmp_path: Path) -> None:
+    with pytest.raises(PushConfigurationError, match="service account"):
+        await FcmSender.create(service_account_file=tmp_path / "missing.json", clock=FixedClock())
+
+
+async def test_close_is_idempotent(make_sender: MakeSender) -> None:
+    sender = await make_sender()
+    await sender.send(fcm_push())
+
+    await sender.close()
+    await sender.close()

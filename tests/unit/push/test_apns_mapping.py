@@ -1,0 +1,143 @@
+"""APNs mapping: Push -> APNs headers and payload, and Apple's answers -> PushOutcome (pure)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from aioapns import PushType
+
+from service.push.apns import (
+    PRIORITY_IMMEDIATE,
+    PRIORITY_POWER_SAVING,
+    ApnsNotification,
+    _ExpiringRequest,
+    build_notification,
+    classify_response,
+    parse_endpoint,
+)
+from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+
+NOW_MS = 1_800_000_000_000
+
+
+def apns_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    values: dict[str, Any] = {
+        "provider": Provider.APNS,
+        "token": "a1b2c3",
+        "kind": kind,
+        "collapse_id": "chat-42",
+        "expires_at_ms": NOW_MS + 45_999,
+        "data": {"chat_id": "chat-42", "site_id": "site-1"},
+        "title": "A visitor is waiting",
+        "body": "Alpine Tours: someone asks for a human",
+        "apns_environment": ApnsEnvironment.SANDBOX,
+    }
+    values.update(overrides)
+    return Push(**values)
+
+
+def test_handoff_request_is_an_immediate_alert_collapsed_per_chat() -> None:
+    assert build_notification(apns_push()) == ApnsNotification(
+        payload={
+            "aps": {
+                "alert": {"title": "A visitor is waiting", "body": "Alpine Tours: someone asks for a human"},
+                "sound": "default",
+            },
+            "chat_id": "chat-42",
+            "site_id": "site-1",
+        },
+        push_type=PushType.ALERT,
+        priority=PRIORITY_IMMEDIATE,
+        collapse_id="chat-42",
+        expiration_s=(NOW_MS + 45_999) // 1000,
+    )
+
+
+def test_handoff_closed_is_a_background_push_with_the_same_collapse_id_and_expiration() -> None:
+    assert build_notification(apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None)) == ApnsNotification(
+        payload={"aps": {"content-available": 1}, "chat_id": "chat-42", "site_id": "site-1"},
+        push_type=PushType.BACKGROUND,
+        priority=PRIORITY_POWER_SAVING,
+        collapse_id="chat-42",
+        expiration_s=(NOW_MS + 45_999) // 1000,
+    )
+
+
+def test_an_alert_with_only_a_body_has_only_a_body() -> None:
+    notification = build_notification(apns_push(title=None))
+
+    assert notification.payload["aps"]["alert"] == {"body": "Alpine Tours: someone asks for a human"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"title": None, "body": None}, "title or a body"),
+        ({"data": {"aps": "mine"}}, "reserves"),
+        ({"provider": Provider.FCM}, "not an APNs push"),
+    ],
+)
+def test_pushes_that_cannot_be_expressed(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_notification(apns_push(**overrides))
+
+
+TOKEN_DEAD, RETRY, BUG = OutcomeKind.TOKEN_DEAD, OutcomeKind.RETRY_LATER, OutcomeKind.REQUEST_BUG
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "outcome"),
+    [
+        (200, None, PushOutcome(OutcomeKind.DELIVERED)),
+        (410, "Unregistered", PushOutcome(TOKEN_DEAD, "Unregistered")),
+        (410, "ExpiredToken", PushOutcome(TOKEN_DEAD, "ExpiredToken")),
+        (400, "BadDeviceToken", PushOutcome(TOKEN_DEAD, "BadDeviceToken")),
+        (400, "DeviceTokenNotForTopic", PushOutcome(TOKEN_DEAD, "DeviceTokenNotForTopic")),
+        (429, "TooManyRequests", PushOutcome(RETRY, "TooManyRequests")),
+        (429, "TooManyProviderTokenUpdates", PushOutcome(RETRY, "TooManyProviderTokenUpdates")),
+        (500, "InternalServerError", PushOutcome(RETRY, "InternalServerError")),
+        (503, "ServiceUnavailable", PushOutcome(RETRY, "ServiceUnavailable")),
+        (503, None, PushOutcome(RETRY, "HTTP_503")),
+        (400, "BadCollapseId", PushOutcome(BUG, "BadCollapseId")),
+        (400, "BadExpirationDate", PushOutcome(BUG, "BadExpirationDate")),
+        (400, "TopicDisallowed", PushOutcome(BUG, "TopicDisallowed")),
+        (400, "PayloadEmpty", PushOutcome(BUG, "PayloadEmpty")),
+        (403, "InvalidProviderToken", PushOutcome(BUG, "InvalidProviderToken")),
+        (403, "ExpiredProviderToken", PushOutcome(BUG, "ExpiredProviderToken")),
+        (405, "MethodNotAllowed", PushOutcome(BUG, "MethodNotAllowed")),
+        (413, "PayloadTooLarge", PushOutcome(BUG, "PayloadTooLarge")),
+    ],
+)
+def test_response_classification(status: int, reason: str | None, outcome: PushOutcome) -> None:
+    assert classify_response(status, reason) == outcome
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("https://api.push.apple.com:443", ("api.push.apple.com", 443)),
+        ("https://api.sandbox.push.apple.com", ("api.sandbox.push.apple.com", 443)),
+        ("https://127.0.0.1:8443/", ("127.0.0.1", 8443)),
+    ],
+)
+def test_endpoint_parsing(url: str, endpoint: tuple[str, int]) -> None:
+    assert parse_endpoint(url) == endpoint
+
+
+@pytest.mark.parametrize("url", ["http://api.push.apple.com", "https://api.push.apple.com/3/device", "api"])
+def test_endpoints_that_are_not_https_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="APNs endpoint"):
+        parse_endpoint(url)
+
+
+def test_expiring_request_turns_the_deadline_into_the_ttl_aioapns_adds_to_now() -> None:
+    deadline_s = int(time.time()) + 45
+    request = _ExpiringRequest(
+        expires_at_s=deadline_s, device_token="a1", message={"aps": {}}, time_to_live=7
+    )
+
+    header = int(time.time()) + request.time_to_live  # what aioapns writes as apns-expiration
+
+    assert header in {deadline_s - 1, deadline_s}  # one early only if a second boundary passed

@@ -1,0 +1,220 @@
+"""FCM mapping: Push -> FCM v1 message, and FCM's errors -> PushOutcome (pure, no network)."""
+
+from __future__ import annotations
+
+import email.utils
+from typing import Any
+
+import httpx
+import pytest
+from firebase_admin import exceptions, messaging
+from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
+
+from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.fcm import (
+    MAX_TTL_S,
+    build_message,
+    classify_error,
+    fcm_error_code,
+    outcome_of_exception,
+    outcome_of_token_error,
+    parse_retry_after,
+    ttl_seconds,
+)
+
+NOW_MS = 1_800_000_000_000
+FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+
+def fcm_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    values: dict[str, Any] = {
+        "provider": Provider.FCM,
+        "token": "registration-token-1",
+        "kind": kind,
+        "collapse_id": "chat-42",
+        "expires_at_ms": NOW_MS + 45_999,
+        "data": {"chat_id": "chat-42", "site_id": "site-1"},
+        "title": "A visitor is waiting",
+        "body": "Alpine Tours: someone asks for a human",
+    }
+    values.update(overrides)
+    return Push(**values)
+
+
+def encoded(message: messaging.Message) -> dict[str, Any]:
+    """The v1 JSON firebase-admin will post for `message`."""
+    result: dict[str, Any] = messaging._MessagingService.encode_message(message)
+    return result
+
+
+def error_body(http_status: int, status: str, error_code: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": http_status, "message": "m", "status": status}
+    if error_code is not None:
+        error["details"] = [{"@type": FCM_ERROR, "errorCode": error_code}]
+    return {"error": error}
+
+
+@pytest.mark.parametrize(
+    ("expires_in_ms", "ttl"),
+    [(45_999, 45), (1_000, 1), (999, 0), (0, 0), (-5_000, 0), (10**12, MAX_TTL_S)],
+)
+def test_ttl_is_whole_seconds_left_clamped_to_fcm_range(expires_in_ms: int, ttl: int) -> None:
+    assert ttl_seconds(NOW_MS + expires_in_ms, NOW_MS) == ttl
+
+
+def test_handoff_request_is_a_high_priority_notification_collapsed_per_chat() -> None:
+    message = build_message(fcm_push(), NOW_MS)
+
+    assert encoded(message) == {
+        "token": "registration-token-1",
+        "notification": {"title": "A visitor is waiting", "body": "Alpine Tours: someone asks for a human"},
+        "data": {"chat_id": "chat-42", "site_id": "site-1"},
+        "android": {
+            "collapse_key": "chat-42",
+            "priority": "high",
+            "ttl": "45s",
+            "notification": {"tag": "chat-42"},
+        },
+    }
+
+
+def test_handoff_closed_is_data_only_with_the_same_collapse_key_and_ttl() -> None:
+    message = build_message(fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None), NOW_MS)
+
+    assert encoded(message) == {
+        "token": "registration-token-1",
+        "data": {"chat_id": "chat-42", "site_id": "site-1"},
+        "android": {"collapse_key": "chat-42", "priority": "high", "ttl": "45s"},
+    }
+
+
+def test_a_push_past_its_deadline_gets_ttl_zero() -> None:
+    message = build_message(fcm_push(expires_at_ms=NOW_MS - 1), NOW_MS)
+
+    assert encoded(message)["android"]["ttl"] == "0s"
+
+
+def test_a_handoff_request_without_text_cannot_be_built() -> None:
+    with pytest.raises(ValueError, match="title or a body"):
+        build_message(fcm_push(title=None, body=None), NOW_MS)
+
+
+def test_an_apns_push_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an FCM push"):
+        build_message(fcm_push(provider=Provider.APNS, apns_environment=ApnsEnvironment.SANDBOX), NOW_MS)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (error_body(404, "NOT_FOUND", "UNREGISTERED"), "UNREGISTERED"),
+        (error_body(503, "UNAVAILABLE"), None),
+        ({"error": {"details": [{"@type": "other", "errorCode": "X"}]}}, None),
+        ({"error": "flat string"}, None),
+        ("not json object", None),
+        (None, None),
+    ],
+)
+def test_fcm_error_code_comes_from_the_fcm_error_detail(body: object, code: str | None) -> None:
+    assert fcm_error_code(body) == code
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("120", 120.0), (" 3 ", 3.0), ("", None), (None, None), ("soon", None), ("-1", None)],
+)
+def test_retry_after_in_seconds(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, NOW_MS / 1000) == seconds
+
+
+def test_retry_after_as_http_date_counts_from_now() -> None:
+    in_90_s = email.utils.formatdate(NOW_MS / 1000 + 90, usegmt=True)
+    past = email.utils.formatdate(NOW_MS / 1000 - 90, usegmt=True)
+
+    assert parse_retry_after(in_90_s, NOW_MS / 1000) == pytest.approx(90.0)
+    assert parse_retry_after(past, NOW_MS / 1000) == 0.0
+
+
+TOKEN_DEAD, RETRY, BUG = OutcomeKind.TOKEN_DEAD, OutcomeKind.RETRY_LATER, OutcomeKind.REQUEST_BUG
+
+
+@pytest.mark.parametrize(
+    ("http_status", "error_code", "status", "kind", "reason"),
+    [
+        (404, "UNREGISTERED", "NOT_FOUND", TOKEN_DEAD, "UNREGISTERED"),
+        (403, "SENDER_ID_MISMATCH", "PERMISSION_DENIED", TOKEN_DEAD, "SENDER_ID_MISMATCH"),
+        (429, "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", RETRY, "QUOTA_EXCEEDED"),
+        (503, "UNAVAILABLE", "UNAVAILABLE", RETRY, "UNAVAILABLE"),
+        (500, "INTERNAL", "INTERNAL", RETRY, "INTERNAL"),
+        (503, None, "UNAVAILABLE", RETRY, "UNAVAILABLE"),
+        (502, None, None, RETRY, "HTTP_502"),
+        (429, None, None, RETRY, "HTTP_429"),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", BUG, "INVALID_ARGUMENT"),
+        (401, "THIRD_PARTY_AUTH_ERROR", "UNAUTHENTICATED", BUG, "THIRD_PARTY_AUTH_ERROR"),
+        (401, None, "UNAUTHENTICATED", BUG, "UNAUTHENTICATED"),
+        (403, None, "PERMISSION_DENIED", BUG, "PERMISSION_DENIED"),
+        (404, None, "NOT_FOUND", BUG, "NOT_FOUND"),
+        (None, None, None, BUG, "UNKNOWN"),
+    ],
+)
+def test_error_classification(
+    http_status: int | None, error_code: str | None, status: str | None, kind: OutcomeKind, reason: str
+) -> None:
+    outcome = classify_error(http_status=http_status, error_code=error_code, status=status)
+
+    assert (outcome.kind, outcome.reason) == (kind, reason)
+
+
+def test_retry_after_is_kept_only_for_retryable_errors() -> None:
+    retry = classify_error(http_status=429, error_code="QUOTA_EXCEEDED", status=None, retry_after_s=30.0)
+    bug = classify_error(http_status=400, error_code="INVALID_ARGUMENT", status=None, retry_after_s=30.0)
+
+    assert retry.retry_after_s == 30.0
+    assert bug.retry_after_s is None
+
+
+def response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers, request=httpx.Request("POST", "https://fcm"))
+
+
+def test_outcome_of_an_fcm_specific_exception() -> None:
+    error = messaging.UnregisteredError(
+        "gone", http_response=response(404, error_body(404, "NOT_FOUND", "UNREGISTERED"))
+    )
+
+    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(TOKEN_DEAD, "UNREGISTERED")
+
+
+def test_outcome_of_a_platform_exception_keeps_retry_after() -> None:
+    error = exceptions.UnavailableError(
+        "busy",
+        http_response=response(503, error_body(503, "UNAVAILABLE", "UNAVAILABLE"), {"Retry-After": "17"}),
+    )
+
+    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(RETRY, "UNAVAILABLE", 17.0)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (exceptions.DeadlineExceededError("slow", cause=httpx.ReadTimeout("t")), "timeout"),
+        (exceptions.UnavailableError("down", cause=httpx.ConnectError("refused")), "connection_error"),
+        (exceptions.UnknownError("reset", cause=httpx.RemoteProtocolError("reset")), "connection_error"),
+        (exceptions.UnknownError("odd"), "UNKNOWN"),
+    ],
+)
+def test_outcome_of_a_transport_failure_is_retry_later(error: Exception, reason: str) -> None:
+    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(RETRY, reason)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        # google-auth's exceptions are untyped.
+        (TransportError("refused"), PushOutcome(RETRY, "token_endpoint_unreachable")),  # type: ignore[no-untyped-call]
+        (RefreshError("503", retryable=True), PushOutcome(RETRY, "token_refresh_failed")),  # type: ignore[no-untyped-call]
+        (RefreshError("invalid_grant"), PushOutcome(BUG, "token_refresh_rejected")),  # type: ignore[no-untyped-call]
+    ],
+)
+def test_outcome_of_a_token_failure(error: GoogleAuthError, outcome: PushOutcome) -> None:
+    assert outcome_of_token_error(error) == outcome
