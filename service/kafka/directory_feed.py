@@ -86,7 +86,7 @@ class DirectoryFeed:
         partitions: set[TopicPartition] = set()
         while not partitions and not self._stopping.is_set():
             # Without a group, the consumer assigns every partition once metadata arrived.
-            await consumer.getmany(timeout_ms=100)
+            await self._apply_all(producer, await consumer.getmany(timeout_ms=100))
             partitions = set(consumer.assignment())
         ends = await consumer.end_offsets(list(partitions))
         while not self._stopping.is_set():
