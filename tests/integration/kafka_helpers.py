@@ -1,16 +1,12 @@
-"""Helpers for tests on the real broker: unique topics per test, publishing, reading outputs."""
+"""Helpers for tests on the real broker: unique topics per test, waiting on conditions."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
@@ -41,93 +37,6 @@ async def fresh_settings(bootstrap: str, partitions: int = 2, **overrides: Any) 
     settings = Settings(**values)
     await ensure_topics(settings, partitions, 1)
     return settings
-
-
-class Publisher:
-    """A plain producer, as other teams' services would use."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def send(self, topic: str, key: str, value: bytes | None) -> None:
-        await self._producer.send_and_wait(topic, value=value, key=key.encode())
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: str | None
-    value: dict[str, Any] | None
-    headers: dict[str, bytes]
-
-
-class OutputReader:
-    """Reads output topics as a downstream `read_committed` consumer and keeps what it saw."""
-
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        self.seen: list[Output] = []
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._read())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            if not batches:
-                continue
-            for records in batches.values():
-                for record in records:
-                    value = None if record.value is None else _json_or_raw(record.value)
-                    key = record.key.decode(errors="replace") if record.key is not None else None
-                    self.seen.append(Output(record.topic, key, value, dict(record.headers or ())))
-            async with self._changed:
-                self._changed.notify_all()
-
-    def on(self, topic: str, key: str | None = None) -> list[Output]:
-        return [o for o in self.seen if o.topic == topic and (key is None or o.key == key)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-        """Wait until `predicate()` holds for what was read; fail with a message after `timeout`."""
-
-        async def waiting() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        try:
-            await asyncio.wait_for(waiting(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}") from None
-
-
-def _json_or_raw(value: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return {"_raw": value}
-    return parsed if isinstance(parsed, dict) else {"_raw": value}
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

@@ -14,11 +14,12 @@ from devtools import traffic
 from devtools.credentials import GeneratedCredentials
 from devtools.fakes.apns import ApnsFake, ReceivedNotification
 from devtools.fakes.fcm import FcmFake, ReceivedMessage
+from devtools.kafka_io import Output, OutputReader, Publisher
 from service.app import Application
 from service.clock import SystemClock
 from service.push.senders import build_senders
 from service.settings import Settings
-from tests.integration.kafka_helpers import Output, OutputReader, Publisher, eventually, fresh_settings
+from tests.integration.kafka_helpers import eventually, fresh_settings
 
 APNS_TOPIC = "com.example.livechat"
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from devtools import traffic
+from devtools.fakes.apns import ApnsFault
+from devtools.fakes.fcm import FcmFault
+from tests.integration.kafka_helpers import eventually
 from tests.integration.stack import Stack, now_ms, tokens
 
 pytestmark = [pytest.mark.kafka]
@@ -201,9 +204,6 @@ async def test_request_after_close_starts_a_new_round_and_join_after_missed_does
 
 
 async def test_dead_tokens_are_reported_once_and_not_pushed_again(stack: Stack) -> None:
-    from devtools.fakes.apns import ApnsFault
-    from devtools.fakes.fcm import FcmFault
-
     await standard_world(stack)
     stack.fakes.fcm.set_fault("fcm-token-1", FcmFault("UNREGISTERED"))
     stack.fakes.apns.set_fault(APNS_TOKEN, ApnsFault(410, "Unregistered"))
@@ -241,8 +241,6 @@ async def test_dead_tokens_are_reported_once_and_not_pushed_again(stack: Stack) 
 
 
 async def _wait_agent_devices(stack: Stack, count: int) -> None:
-    from tests.integration.kafka_helpers import eventually
-
     def applied() -> bool:
         assert stack.app is not None
         agent = stack.app.world.agents.get("agent-1")
@@ -255,7 +253,6 @@ async def test_directory_updates_take_effect_while_running(stack: Stack) -> None
     await standard_world(stack)
     await stack.start_worker()
     await stack.agent("agent-1", available=False, sites={"site-1": True}, devices=[ANDROID])
-    from tests.integration.kafka_helpers import eventually
 
     def unavailable() -> bool:
         assert stack.app is not None
