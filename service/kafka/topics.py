@@ -7,6 +7,8 @@ restore would read some other partition's chats, so the worker refuses to start.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -19,6 +21,9 @@ from service.settings import Settings
 log = structlog.get_logger(__name__)
 
 _COMPACTED = {"cleanup.policy": "compact"}
+_LEADER_NOT_AVAILABLE = 5
+"""Metadata error of a topic whose partitions are still electing leaders (just created)."""
+_METADATA_WAIT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,7 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict
     """Partition count of each existing topic among `names`."""
     counts: dict[str, int] = {}
     for topic in await admin.describe_topics(names):
-        if topic["error_code"] == 0:
+        if topic["error_code"] in (0, _LEADER_NOT_AVAILABLE) and topic["partitions"]:
             counts[topic["topic"]] = len(topic["partitions"])
     return counts
 
@@ -95,7 +100,12 @@ async def verify_topics(settings: Settings) -> None:
 
 async def _check_layout(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     names = [settings.topic_chat_events, settings.topic_changelog]
+    # Metadata of a topic created a moment ago reaches the broker we ask only shortly after.
+    give_up = time.monotonic() + _METADATA_WAIT_S
     counts = await partition_counts(admin, names)
+    while any(name not in counts for name in names) and time.monotonic() < give_up:
+        await asyncio.sleep(0.2)
+        counts = await partition_counts(admin, names)
     for name in names:
         if name not in counts:
             raise TopicLayoutError(f"topic {name!r} does not exist; run `livechat-notifier topics ensure`")
