@@ -57,8 +57,10 @@ def dead_letter_headers(record: ConsumedRecord, rejection: Rejection) -> list[tu
     ]
 
 
-MAX_TIMERS_PER_STEP = 5_000
-"""Bounds the time one step holds the loop when a backlog of deadlines falls due at once."""
+MAX_TIMERS_PER_STEP = 1_000
+"""Bounds the time one step holds the event loop when a backlog of deadlines falls due at once
+(popping 5,000 due timers alone took ~20 ms; firing adds the effects). The rest fire in the next
+turns, which follow at once because the poll timeout is then 1 ms."""
 
 
 class ConsumedRecord(Protocol):

@@ -16,6 +16,7 @@ from the changelog, and the consumer seeks back to the last committed offset.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,6 +213,7 @@ class ChatWorker:
                     await self._restore(partition)
         finally:
             self._restoring = False
+        gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
         self._assigned = True
         self._refresh_gauges()
 
