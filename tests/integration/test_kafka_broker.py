@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -38,11 +39,29 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+async def _wait_for_topics(admin: AIOKafkaAdminClient, names: list[str]) -> list[dict[str, Any]]:
+    """Describe topics until all exist with a leader for every partition, then return them.
+
+    CreateTopics answers once the controller has committed the topic; the broker's metadata cache
+    catches up a moment later, so a Metadata request right after it may still not list the topic.
+    """
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            described: list[dict[str, Any]] = await admin.describe_topics(names)
+            if all(
+                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ):
+                return described
+            await asyncio.sleep(0.05)  # poll interval of a bounded wait, not a guess at timing
+
+
 async def _create_topics(bootstrap: str, *topics: NewTopic) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(list(topics))
+        await _wait_for_topics(admin, [t.name for t in topics])
     finally:
         await admin.close()
 
@@ -113,10 +132,10 @@ async def test_admin_client_creates_topic(broker: KafkaBroker) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-        assert topic in await admin.list_topics()
-        (described,) = await admin.describe_topics([topic])
-        assert described["error_code"] == 0
+        (described,) = await _wait_for_topics(admin, [topic])
         assert len(described["partitions"]) == 3
+        assert {p["leader"] for p in described["partitions"]} == {1}
+        assert topic in await admin.list_topics()
     finally:
         await admin.close()
 

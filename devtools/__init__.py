@@ -1,0 +1,1 @@
+"""Developer tools: broker harness, provider fakes, traffic; not shipped."""
