@@ -1,53 +1,42 @@
-"""The chat-events worker: one consumer loop that owns partitions, their state and transactions.
+"""The chat-events worker: one consumer loop over the partitions this worker owns.
 
-Lifecycle of a partition (all of it here and in `_Rebalance`):
-  assigned -> start its transactional producer (fences the previous owner) -> restore its store
-  from the changelog -> resume interrupted fan-outs -> process -> revoked -> wait for the step in
-  progress -> stop its fan-outs and producer -> drop the store.
-
-Each loop turn polls, then runs one step per partition that has records, fan-out reports or due
-timers, inside that partition's transaction, in this order (the commit order):
+Each loop turn polls, then runs one step per owned partition that has records, fan-out reports
+or due timers, inside that partition's transaction, in this order (the commit order):
   changelog writes + output events -> consumed offset (send_offsets_to_transaction) -> commit.
 Only after the commit are pushes started and metrics counted, so neither ever reflects a change
-that was rolled back. If a transaction fails, the partition's store is discarded and restored
-from the changelog, and the consumer seeks back to the last committed offset.
+that was rolled back. If a transaction fails, the partition is dropped and taken over again
+(restored from the changelog, consumer sought back to the committed offset) — see ownership.py.
+
+The worker reports ready only while it can make progress: every assigned partition is owned,
+and each owned partition got a fetch response from the broker recently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from service.clock import Clock
 from service.domain.deadlines import PartitionProgress, fire_horizon_ms
 from service.domain.decide import World
 from service.kafka.connection import client_options
-from service.kafka.restore import restore_partition
+from service.kafka.ownership import OwnedPartition, Ownership
 from service.kafka.step import ConsumedRecord, OutRecord, PartitionStep, StepResult
-from service.kafka.transactions import start_partition_producer
 from service.observability.metrics import Metrics
 from service.push.fanout import DeviceRejected, FanOut, FanOutReport
 from service.settings import Settings
-from service.state.store import PartitionStore
 
 log = structlog.get_logger(__name__)
 
 IDLE_POLL_MS = 250
 """Longest poll when no timer is near: bounds how late fan-out reports are recorded."""
-
-
-@dataclass(slots=True)
-class _Owned:
-    store: PartitionStore
-    producer: AIOKafkaProducer
-    read_up_to_ms: int = -1
+STALL_AFTER_MS = 5_000
+"""An owned partition without a fetch response for this long means the worker cannot progress."""
 
 
 class ChatWorker:
@@ -64,22 +53,30 @@ class ChatWorker:
         self._metrics = metrics
         self._clock = clock
         self._step = PartitionStep(settings, world, settings.decode_limits())
-        self._owned: dict[int, _Owned] = {}
         self._reports: defaultdict[int, list[FanOutReport]] = defaultdict(list)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._assigned = False
-        self._restoring = False
+        self._consumer: AIOKafkaConsumer | None = None
         self.fan_out = fan_out_factory(self._on_report)
+        self.ownership = Ownership(settings, metrics, clock, self.fan_out, self._step.resume)
 
     @property
     def ready(self) -> bool:
-        """The group assigned this worker its partitions and every one of them is restored."""
-        return self._assigned and not self._restoring
+        """Partitions assigned, all owned and restored, and the broker answering fetches."""
+        if not self.ownership.settled or self._consumer is None:
+            return False
+        now_ms = self._clock.now_ms()
+        assigned = self._consumer.assignment()
+        for partition in self.ownership.owned:
+            tp = self.ownership.topic_partition(partition)
+            polled = self._consumer.last_poll_timestamp(tp) if tp in assigned else None
+            if polled is None or now_ms - polled > STALL_AFTER_MS:
+                return False
+        return True
 
     @property
     def owned_partitions(self) -> list[int]:
-        return sorted(self._owned)
+        return sorted(self.ownership.owned)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -95,14 +92,21 @@ class ChatWorker:
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
         )
-        consumer.subscribe([settings.topic_chat_events], listener=_Rebalance(self))
+        self._consumer = consumer
+        consumer.subscribe([settings.topic_chat_events], listener=_Rebalance(self, consumer))
         await consumer.start()
         try:
             while not self._stopping.is_set():
-                batches = await consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms(), max_records=settings.kafka_max_batch_records
-                )
+                try:
+                    batches = await consumer.getmany(
+                        timeout_ms=self._poll_timeout_ms(), max_records=settings.kafka_max_batch_records
+                    )
+                except KafkaError as error:
+                    log.warning("poll_failed", error=repr(error))
+                    await asyncio.sleep(0.5)
+                    continue
                 async with self._lock:
+                    await self.ownership.retry_pending(consumer)
                     await self._turn(consumer, batches)
         finally:
             await self._shut_down(consumer)
@@ -116,12 +120,12 @@ class ChatWorker:
             except KafkaError as error:
                 log.warning("final_commit_failed", error=repr(error))
             await consumer.stop()
-            for partition in list(self._owned):
-                await self._release(partition)
+            for partition in list(self.ownership.owned):
+                await self.ownership.release(partition)
 
     def _poll_timeout_ms(self) -> int:
         now = self._clock.now_ms()
-        due = [owned.store.next_due_ms() for owned in self._owned.values()]
+        due = [owned.store.next_due_ms() for owned in self.ownership.owned.values()]
         nearest = min((d for d in due if d is not None), default=None)
         if nearest is None:
             return IDLE_POLL_MS
@@ -130,26 +134,40 @@ class ChatWorker:
     async def _turn(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumedRecord]]
     ) -> None:
-        for partition, owned in list(self._owned.items()):
-            tp = TopicPartition(self._settings.topic_chat_events, partition)
+        for partition, owned in list(self.ownership.owned.items()):
+            tp = self.ownership.topic_partition(partition)
             records = batches.get(tp, [])
-            if records:
-                owned.read_up_to_ms = max(owned.read_up_to_ms, *(r.timestamp for r in records))
-            reports = self._reports.pop(partition, [])
-            progress = PartitionProgress(await self._caught_up(consumer, tp), owned.read_up_to_ms)
-            now = self._clock.now_ms()
-            result = self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
+            result = await self._step_partition(consumer, tp, owned, records)
             if result.empty:
                 continue
             try:
                 await self._commit(owned.producer, tp, result)
-            except KafkaError as error:
+            except ProducerFenced:
                 self._metrics.transactions.labels("aborted").inc()
-                log.exception("transaction_failed", partition=partition, error=repr(error))
-                await self._reset(consumer, partition)
+                log.warning("producer_fenced", partition=partition)
+                await self.ownership.lose(consumer, partition, fenced=True)
+                continue
+            except (KafkaError, TimeoutError) as error:
+                self._metrics.transactions.labels("aborted").inc()
+                log.warning("transaction_failed", partition=partition, error=repr(error))
+                await self.ownership.lose(consumer, partition, fenced=False)
                 continue
             self._after_commit(partition, result)
         self._refresh_gauges()
+
+    async def _step_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        owned: OwnedPartition,
+        records: list[ConsumedRecord],
+    ) -> StepResult:
+        if records:
+            owned.read_up_to_ms = max(owned.read_up_to_ms, *(r.timestamp for r in records))
+        reports = self._reports.pop(tp.partition, [])
+        progress = PartitionProgress(await self._caught_up(consumer, tp), owned.read_up_to_ms)
+        now = self._clock.now_ms()
+        return self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
 
     async def _caught_up(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
         # The position, not the last record's offset + 1: the consumer steps over transaction
@@ -195,87 +213,31 @@ class ChatWorker:
         if isinstance(report, DeviceRejected):
             rejection = report.rejection
             self._world.agents.mark_token_dead(rejection.agent_id, rejection.device_id, report.token)
-        if report.partition in self._owned:
+        if report.partition in self.ownership.owned:
             self._reports[report.partition].append(report)
 
     def _refresh_gauges(self) -> None:
-        stores = [owned.store for owned in self._owned.values()]
+        stores = [owned.store for owned in self.ownership.owned.values()]
         self._metrics.pending_rounds.set(sum(store.pending_count for store in stores))
         self._metrics.pending_timers.set(sum(store.timer_count for store in stores))
         self._metrics.owned_partitions.set(len(stores))
 
-    async def _acquire(self, partitions: list[int]) -> None:
-        """Take partitions over; the worker reports not-ready until all are restored."""
-        self._restoring = True
-        try:
-            for partition in sorted(partitions):
-                if partition not in self._owned:
-                    await self._restore(partition)
-        finally:
-            self._restoring = False
-        gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
-        self._assigned = True
-        self._refresh_gauges()
-
-    async def _restore(self, partition: int) -> None:
-        started = self._clock.monotonic()
-        producer = await start_partition_producer(self._settings, partition)
-        try:
-            store = await restore_partition(self._settings, partition)
-        except BaseException:
-            await producer.stop()
-            raise
-        self._owned[partition] = _Owned(store, producer)
-        self._metrics.restore_seconds.observe(self._clock.monotonic() - started)
-        log.info(
-            "partition_restored",
-            partition=partition,
-            pending_rounds=store.pending_count,
-            chats=store.chat_count,
-            seconds=round(self._clock.monotonic() - started, 3),
-        )
-        for job in self._step.resume(store, self._clock.now_ms()):
-            self.fan_out.submit(partition, job)
-
-    async def _release(self, partition: int) -> None:
-        owned = self._owned.pop(partition, None)
-        self._reports.pop(partition, None)
-        await self.fan_out.cancel_partition(partition)
-        if owned is not None:
-            try:
-                await owned.producer.stop()
-            except KafkaError as error:
-                log.warning("producer_stop_failed", partition=partition, error=repr(error))
-        log.info("partition_released", partition=partition)
-
-    async def _reset(self, consumer: AIOKafkaConsumer, partition: int) -> None:
-        """After a failed transaction: rebuild the partition from what Kafka committed."""
-        await self._release(partition)
-        tp = TopicPartition(self._settings.topic_chat_events, partition)
-        if tp not in consumer.assignment():
-            return
-        await self._acquire([partition])
-        committed = await consumer.committed(tp)
-        if committed is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, committed)
-
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """The single place where partition ownership changes."""
+    """Hands ownership changes to `Ownership`, serialised with the consumer loop's turns."""
 
-    def __init__(self, worker: ChatWorker) -> None:
+    def __init__(self, worker: ChatWorker, consumer: AIOKafkaConsumer) -> None:
         self._worker = worker
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._worker._lock:  # noqa: SLF001 -- the listener is part of the worker
-            for tp in revoked:
-                await self._worker._release(tp.partition)  # noqa: SLF001
+            await self._worker.ownership.revoke([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self._worker._lock:  # noqa: SLF001
-            await self._worker._acquire([tp.partition for tp in assigned])  # noqa: SLF001
+            await self._worker.ownership.assign(self._consumer, [tp.partition for tp in assigned])
+            self._worker._refresh_gauges()  # noqa: SLF001
 
 
 async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future[object]:

@@ -1,0 +1,160 @@
+"""Which input partitions this worker owns, and the lifecycle of each, in one place.
+
+  assigned -> paused -> start its transactional producer (fences any previous owner)
+           -> restore its store from the changelog -> seek to the committed offset -> resumed
+  revoked / fenced / transaction failed -> stop its fan-outs and producer -> drop the store
+
+Taking a partition over can fail (the broker is away, the coordinator moves). Such a partition stays
+paused in `pending` and is retried with backoff from the consumer loop, never silently dropped:
+aiokafka swallows exceptions raised in rebalance listeners, so a failed restore there would
+otherwise leave an assigned partition nobody processes. A partition whose producer was fenced
+waits at least a session timeout before it is retried: another worker most likely owns it, and
+re-initialising at once would fence that worker in turn.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from service.clock import Clock
+from service.domain.effects import SendPushes
+from service.kafka.restore import restore_partition
+from service.kafka.transactions import start_partition_producer
+from service.observability.metrics import Metrics
+from service.push.fanout import FanOut
+from service.settings import Settings
+from service.state.store import PartitionStore
+
+log = structlog.get_logger(__name__)
+
+RETRY_BASE_S = 0.5
+RETRY_CAP_S = 10.0
+
+
+@dataclass(slots=True)
+class OwnedPartition:
+    store: PartitionStore
+    producer: AIOKafkaProducer
+    read_up_to_ms: int = -1
+    """Highest record timestamp read from the partition (for the deadline gate)."""
+
+
+class Ownership:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Clock,
+        fan_out: FanOut,
+        resume: Callable[[PartitionStore, int], list[SendPushes]],
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._fan_out = fan_out
+        self._resume = resume
+        self.owned: dict[int, OwnedPartition] = {}
+        self.pending: dict[int, tuple[float, int]] = {}
+        """Assigned but not (yet) owned: partition -> (monotonic time of next try, failures)."""
+        self.assigned_once = False
+
+    @property
+    def settled(self) -> bool:
+        """Every assigned partition is owned and restored."""
+        return self.assigned_once and not self.pending
+
+    def topic_partition(self, partition: int) -> TopicPartition:
+        return TopicPartition(self._settings.topic_chat_events, partition)
+
+    async def assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+        """Called by the rebalance listener: take the partitions over, or queue them for retry."""
+        consumer.pause(*(self.topic_partition(p) for p in partitions))
+        now = self._clock.monotonic()
+        for partition in partitions:
+            if partition not in self.owned:
+                self.pending[partition] = (now, 0)
+        self.assigned_once = True
+        await self.retry_pending(consumer)
+
+    async def revoke(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.pending.pop(partition, None)
+            await self.release(partition)
+
+    async def retry_pending(self, consumer: AIOKafkaConsumer) -> None:
+        """Try to take over every pending partition whose retry time has come."""
+        if not self.pending:
+            return
+        assigned = {
+            tp.partition for tp in consumer.assignment() if tp.topic == self._settings.topic_chat_events
+        }
+        for partition in sorted(self.pending):
+            due, failures = self.pending[partition]
+            if partition not in assigned:
+                del self.pending[partition]
+                continue
+            if self._clock.monotonic() < due:
+                continue
+            try:
+                await self._acquire(consumer, partition)
+            except (KafkaError, OSError, TimeoutError) as error:
+                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**failures)
+                self.pending[partition] = (self._clock.monotonic() + delay, failures + 1)
+                log.warning(
+                    "partition_acquire_failed", partition=partition, error=repr(error), retry_in_s=delay
+                )
+                continue
+            del self.pending[partition]
+            gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
+
+    async def lose(self, consumer: AIOKafkaConsumer, partition: int, *, fenced: bool) -> None:
+        """A transaction of this partition failed: drop its state and take it over again later."""
+        await self.release(partition)
+        consumer.pause(self.topic_partition(partition))
+        wait_s = self._settings.kafka_session_timeout_ms / 1000 if fenced else RETRY_BASE_S
+        self.pending[partition] = (self._clock.monotonic() + wait_s, 0)
+
+    async def release(self, partition: int) -> None:
+        owned = self.owned.pop(partition, None)
+        await self._fan_out.cancel_partition(partition)
+        if owned is None:
+            return
+        try:
+            await owned.producer.stop()
+        except (KafkaError, OSError) as error:
+            log.warning("producer_stop_failed", partition=partition, error=repr(error))
+        log.info("partition_released", partition=partition)
+
+    async def _acquire(self, consumer: AIOKafkaConsumer, partition: int) -> None:
+        started = self._clock.monotonic()
+        producer = await start_partition_producer(self._settings, partition)
+        try:
+            store = await restore_partition(self._settings, partition)
+            tp = self.topic_partition(partition)
+            committed = await consumer.committed(tp)
+        except BaseException:
+            await producer.stop()
+            raise
+        if committed is None:
+            await consumer.seek_to_beginning(tp)  # nothing committed yet: read the partition from its start
+        else:
+            consumer.seek(tp, committed)
+        self.owned[partition] = OwnedPartition(store, producer)
+        consumer.resume(tp)
+        seconds = self._clock.monotonic() - started
+        self._metrics.restore_seconds.observe(seconds)
+        log.info(
+            "partition_restored",
+            partition=partition,
+            pending_rounds=store.pending_count,
+            chats=store.chat_count,
+            seconds=round(seconds, 3),
+        )
+        for job in self._resume(store, self._clock.now_ms()):
+            self._fan_out.submit(partition, job)
