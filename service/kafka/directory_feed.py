@@ -13,6 +13,7 @@ import asyncio
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from service.domain.directory import AgentDirectory, SiteDirectory
 from service.kafka.connection import client_options
@@ -76,7 +77,12 @@ class DirectoryFeed:
         try:
             await self._load(consumer, producer)
             while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+                try:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+                except KafkaError as error:
+                    log.warning("directory_poll_failed", error=repr(error))
+                    await asyncio.sleep(0.5)
+                    continue
                 await self._apply_all(producer, batches)
         finally:
             await consumer.stop()
@@ -143,9 +149,18 @@ class DirectoryFeed:
             agent_id=rejection.agent_id,
             site_id=rejection.site_id,
         )
-        await producer.send_and_wait(
-            self._settings.topic_dead_letter,
-            key=record.key,
-            value=record.value,
-            headers=dead_letter_headers(record, rejection),
-        )
+        delay = 0.5
+        while True:  # the record is only skipped once its dead letter is safely written
+            try:
+                await producer.send_and_wait(
+                    self._settings.topic_dead_letter,
+                    key=record.key,
+                    value=record.value,
+                    headers=dead_letter_headers(record, rejection),
+                )
+            except KafkaError as error:
+                log.warning("dead_letter_failed", error=repr(error), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+                continue
+            return
