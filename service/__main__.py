@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             created = asyncio.run(ensure_topics(settings, args.partitions, args.replication_factor))
             log.info("topics_ensured", created=created)
             return 0
+        from service.kafka.connection import check_kafka_credentials  # noqa: PLC0415
         from service.push.senders import check_credentials  # noqa: PLC0415
 
+        check_kafka_credentials(settings)
         check_credentials(settings)
         log.info("config_ok", settings=settings.redacted())
     except NotifierError as error:

@@ -21,6 +21,7 @@ from service.clock import Clock, SystemClock
 from service.domain.decide import Policy, World
 from service.domain.directory import AgentDirectory, SiteDirectory
 from service.http.server import Probe, build_app, start_http
+from service.kafka.connection import check_connection
 from service.kafka.directory_feed import DirectoryFeed
 from service.kafka.topics import verify_topics
 from service.kafka.worker import ChatWorker
@@ -157,5 +158,6 @@ class Application:
 
 async def run_worker(settings: Settings, clock: Clock | None = None) -> int:
     clock = clock or SystemClock()
+    await check_connection(settings)  # a wrong password or untrusted CA stops start-up here, in one line
     senders = await build_senders(settings, clock)
     return await Application(settings, senders, clock).run()

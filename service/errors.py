@@ -17,3 +17,7 @@ class TopicLayoutError(NotifierError):
 
 class PushConfigurationError(NotifierError):
     """A push provider cannot be set up from the given credentials or endpoint."""
+
+
+class KafkaConnectionFailedError(NotifierError):
+    """No bootstrap server accepted a connection with the configured TLS / SASL settings."""

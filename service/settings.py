@@ -8,10 +8,11 @@ env + YAML loading and per-field error messages without hand-written parsing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +45,21 @@ class Settings(BaseSettings):
     topic_changelog: str = "livechat.notifier-rounds-changelog"
     kafka_session_timeout_ms: PositiveInt = 10_000
     kafka_max_batch_records: PositiveInt = 2_000
+    # Kafka security (TLS, SASL). Secrets are files: the SASL password is read from
+    # kafka_sasl_password_file by service/kafka/connection.py, never given as a value.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validate_default=True
+    )
+    kafka_sasl_username: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, validate_default=True
+    )
+    kafka_sasl_password_file: Path | None = Field(default=None, validate_default=True)
+    kafka_ssl_ca_file: Path | None = Field(default=None, validate_default=True)
+    """Trusted CA (PEM) for the brokers' certificates; default: the system's trust store."""
+    kafka_ssl_cert_file: Path | None = Field(default=None, validate_default=True)
+    """Client certificate (PEM) for mutual TLS, with kafka_ssl_key_file."""
+    kafka_ssl_key_file: Path | None = Field(default=None, validate_default=True)
     event_source: str = "urn:livechat-notifier"
     """CloudEvents `source` of the events the worker produces."""
 
@@ -83,6 +99,42 @@ class Settings(BaseSettings):
         if path is not None and not path.is_file():
             raise ValueError(f"file {str(path)!r} does not exist or is not a file")
         return path
+
+    @field_validator(
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password_file",
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+    )
+    @classmethod
+    def _kafka_security(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each setting fits the security protocol; files exist. Runs in field order, after the protocol."""
+        protocol = info.data.get("kafka_security_protocol")
+        name = info.field_name or ""
+        if protocol is None:  # the protocol itself is invalid and reported on its own
+            return value
+        sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+        if name.startswith("kafka_sasl_"):
+            if sasl and value is None:
+                raise ValueError(f"required when kafka_security_protocol is {protocol}")
+            if not sasl and value is not None:
+                raise ValueError(
+                    f"only used with SASL_PLAINTEXT or SASL_SSL, but kafka_security_protocol is {protocol}"
+                )
+        elif not tls and value is not None:
+            raise ValueError(f"only used with SSL or SASL_SSL, but kafka_security_protocol is {protocol}")
+        cert_ok = "kafka_ssl_cert_file" in info.data  # else its own error is reported
+        if (
+            name == "kafka_ssl_key_file"
+            and cert_ok
+            and (value is None) != (info.data["kafka_ssl_cert_file"] is None)
+        ):
+            raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file (mutual TLS) go together: set both")
+        if isinstance(value, Path) and not (value.is_file() and os.access(value, os.R_OK)):
+            raise ValueError(f"file {str(value)!r} does not exist, is not a file or is not readable")
+        return value
 
     @field_validator("log_level")
     @classmethod
