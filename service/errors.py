@@ -21,3 +21,7 @@ class PushConfigurationError(NotifierError):
 
 class KafkaConnectionFailedError(NotifierError):
     """No bootstrap server accepted a connection with the configured TLS / SASL settings."""
+
+
+class KafkaAuthorizationError(NotifierError):
+    """The broker refused the worker's principal an operation it needs (missing ACLs)."""

@@ -14,9 +14,11 @@ re-initialising at once would fence that worker in turn.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -43,6 +45,20 @@ class OwnedPartition:
     producer: AIOKafkaProducer
     read_up_to_ms: int = -1
     """Highest record timestamp read from the partition (for the deadline gate)."""
+    stable_read_ms: int = -1
+    """Latest fetch-response time whose last stable offset the consumer has reached (ditto)."""
+    stable_samples: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))
+    """(last stable offset, response time) pairs seen but not yet reached by the position."""
+
+    def observe(self, position: int, stable: int | None, polled_ms: int | None) -> bool:
+        """Record what the last fetch response said; return whether the partition is caught up."""
+        if stable is None or polled_ms is None:
+            return False
+        if not self.stable_samples or self.stable_samples[-1] != (stable, polled_ms):
+            self.stable_samples.append((stable, polled_ms))
+        while self.stable_samples and self.stable_samples[0][0] <= position:
+            self.stable_read_ms = max(self.stable_read_ms, self.stable_samples.popleft()[1])
+        return position >= stable
 
 
 class Ownership:
@@ -88,30 +104,36 @@ class Ownership:
             await self.release(partition)
 
     async def retry_pending(self, consumer: AIOKafkaConsumer) -> None:
-        """Try to take over every pending partition whose retry time has come."""
+        """Try to take over every pending partition whose retry time has come, concurrently."""
         if not self.pending:
             return
         assigned = {
             tp.partition for tp in consumer.assignment() if tp.topic == self._settings.topic_chat_events
         }
-        for partition in sorted(self.pending):
-            due, failures = self.pending[partition]
-            if partition not in assigned:
-                del self.pending[partition]
-                continue
-            if self._clock.monotonic() < due:
-                continue
-            try:
-                await self._acquire(consumer, partition)
-            except (KafkaError, OSError, TimeoutError) as error:
+        for partition in [p for p in self.pending if p not in assigned]:
+            del self.pending[partition]
+        now = self._clock.monotonic()
+        due = sorted(p for p, (at, _) in self.pending.items() if at <= now)
+        if not due:
+            return
+        # Concurrently: each take-over is mostly waiting on the broker (InitProducerId, the
+        # changelog fetch), so six partitions take about as long as one.
+        results = await asyncio.gather(*(self._acquire(consumer, p) for p in due), return_exceptions=True)
+        for partition, result in zip(due, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(
+                result, KafkaError | OSError | TimeoutError
+            ):
+                raise result
+            if isinstance(result, BaseException):
+                failures = self.pending[partition][1]
                 delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**failures)
                 self.pending[partition] = (self._clock.monotonic() + delay, failures + 1)
                 log.warning(
-                    "partition_acquire_failed", partition=partition, error=repr(error), retry_in_s=delay
+                    "partition_acquire_failed", partition=partition, error=repr(result), retry_in_s=delay
                 )
-                continue
-            del self.pending[partition]
-            gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
+            else:
+                del self.pending[partition]
+        gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
 
     async def lose(self, consumer: AIOKafkaConsumer, partition: int, *, fenced: bool) -> None:
         """A transaction of this partition failed: drop its state and take it over again later."""

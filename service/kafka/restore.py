@@ -35,9 +35,11 @@ async def restore_partition(settings: Settings, partition: int) -> PartitionStor
     try:
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
         unreadable = 0
-        while await consumer.position(tp) < end:
+        # An empty partition is skipped outright: asking its position would wait for a fetch.
+        while end > begin and await consumer.position(tp) < end:
             batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
             for record in batches.get(tp, []):
                 if record.offset >= end:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.errors import TopicLayoutError
+from service.errors import KafkaAuthorizationError, TopicLayoutError
 from service.kafka.connection import client_options
 from service.settings import Settings
 
@@ -23,6 +23,8 @@ log = structlog.get_logger(__name__)
 _COMPACTED = {"cleanup.policy": "compact"}
 _LEADER_NOT_AVAILABLE = 5
 """Metadata error of a topic whose partitions are still electing leaders (just created)."""
+_TOPIC_AUTHORIZATION_FAILED = 29
+"""Metadata error of a topic the principal may not describe (Kafka answers so whether it exists or not)."""
 _METADATA_WAIT_S = 15.0
 
 
@@ -51,6 +53,11 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict
     """Partition count of each existing topic among `names`."""
     counts: dict[str, int] = {}
     for topic in await admin.describe_topics(names):
+        if topic["error_code"] == _TOPIC_AUTHORIZATION_FAILED:
+            raise KafkaAuthorizationError(
+                f"not authorized to describe topic {topic['topic']!r} (TOPIC_AUTHORIZATION_FAILED): grant "
+                "the worker's Kafka principal READ, WRITE and DESCRIBE on its topics (README, Kafka security)"
+            )
         if topic["error_code"] in (0, _LEADER_NOT_AVAILABLE) and topic["partitions"]:
             counts[topic["topic"]] = len(topic["partitions"])
     return counts

@@ -164,18 +164,14 @@ class ChatWorker:
     ) -> StepResult:
         if records:
             owned.read_up_to_ms = max(owned.read_up_to_ms, *(r.timestamp for r in records))
-        reports = self._reports.pop(tp.partition, [])
-        progress = PartitionProgress(await self._caught_up(consumer, tp), owned.read_up_to_ms)
-        now = self._clock.now_ms()
-        return self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
-
-    async def _caught_up(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
         # The position, not the last record's offset + 1: the consumer steps over transaction
         # markers, which occupy offsets, so only the position can reach the stable offset.
-        stable = consumer.last_stable_offset(tp)
-        if stable is None:
-            return False
-        return bool(await consumer.position(tp) >= stable)
+        position = await consumer.position(tp)
+        caught_up = owned.observe(position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp))
+        progress = PartitionProgress(caught_up, owned.read_up_to_ms, owned.stable_read_ms)
+        reports = self._reports.pop(tp.partition, [])
+        now = self._clock.now_ms()
+        return self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
 
     async def _commit(self, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult) -> None:
         async with producer.transaction():

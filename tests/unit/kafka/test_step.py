@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from devtools import traffic
 from service.domain.rounds import DeviceRef
+from service.kafka.ownership import OwnedPartition
 from service.kafka.step import PartitionStep
 from service.push.fanout import FanOutFinished
 from service.settings import Settings
@@ -100,3 +101,14 @@ def test_resume_returns_unfinished_fan_outs_still_in_time() -> None:
     core.run(store, [request_record("c1", 0, tta=30)], [], T0, T0)
     assert len(core.resume(store, T0 + 1_000)) == 1
     assert core.resume(store, T0 + 30_000) == []
+
+
+def test_stable_offset_samples_become_a_horizon_once_the_position_reaches_them() -> None:
+    owned = OwnedPartition(PartitionStore(0), producer=None)
+    assert owned.observe(position=5, stable=10, polled_ms=1_000) is False
+    assert owned.stable_read_ms == -1, "offsets 5..9 are unread: nothing is known up to t=1000 yet"
+    assert owned.observe(position=10, stable=12, polled_ms=1_200) is False
+    assert owned.stable_read_ms == 1_000
+    assert owned.observe(position=12, stable=12, polled_ms=1_200) is True
+    assert owned.stable_read_ms == 1_200
+    assert owned.observe(position=12, stable=None, polled_ms=None) is False
