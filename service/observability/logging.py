@@ -43,4 +43,6 @@ def configure_logging(level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # Libraries never log below INFO, not even at DEBUG: their debug lines carry payloads (aiokafka
+    # logs every produced record's key and value, so a dead-lettered record's visitor e-mail or token).
+    root.setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
