@@ -36,6 +36,8 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+MAX_DETAIL_CHARS = 500
+"""Longest rejection detail: whatever a record holds, its log line and dead-letter headers stay small."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,15 +229,7 @@ def _open(value: bytes | None, types: frozenset[str], limits: DecodeLimits) -> t
         value.decode()
     except UnicodeDecodeError as error:
         raise _reject(Reason.NOT_UTF8, f"value is not UTF-8 at byte {error.start}") from None
-    try:
-        envelope = _ENVELOPE.decode(value)
-    except msgspec.ValidationError as error:
-        message = str(error)
-        if message.startswith("Expected `object`") and " - at `$" not in message:
-            raise _reject(Reason.NOT_AN_OBJECT, f"value is not a JSON object: {message}") from None
-        raise _reject(Reason.BAD_ENVELOPE, f"CloudEvents envelope: {message}") from None
-    except msgspec.DecodeError as error:
-        raise _reject(Reason.INVALID_JSON, f"value is not JSON: {error}") from None
+    envelope = _envelope(value)
     if envelope.specversion != "1.0":
         raise _reject(Reason.BAD_SPECVERSION, "specversion must be '1.0'")
     if envelope.type not in types:
@@ -243,8 +237,33 @@ def _open(value: bytes | None, types: frozenset[str], limits: DecodeLimits) -> t
     try:
         data = _DATA_DECODERS[envelope.type].decode(envelope.data)
     except msgspec.ValidationError as error:
-        raise _reject(Reason.BAD_DATA, f"{envelope.type}: {error}") from None
+        raise _reject(Reason.BAD_DATA, f"{envelope.type}: {_validation_message(error)}") from None
+    except RecursionError:
+        raise _reject(Reason.TOO_DEEP, f"{envelope.type}: data is nested too deeply to decode") from None
     return envelope, data
+
+
+def _envelope(value: bytes) -> _Envelope:
+    try:
+        return _ENVELOPE.decode(value)
+    except msgspec.ValidationError as error:
+        message = _validation_message(error)
+        if message.startswith("Expected `object`") and " - at `$" not in message:
+            raise _reject(Reason.NOT_AN_OBJECT, f"value is not a JSON object: {message}") from None
+        raise _reject(Reason.BAD_ENVELOPE, f"CloudEvents envelope: {message}") from None
+    except msgspec.DecodeError as error:
+        raise _reject(Reason.INVALID_JSON, f"value is not JSON: {error}") from None
+    except RecursionError:  # msgspec recurses even to skip a value (`data` is kept raw)
+        raise _reject(Reason.TOO_DEEP, "value is nested too deeply to decode") from None
+
+
+def _validation_message(error: msgspec.ValidationError) -> str:
+    """The message of msgspec without the offending value, which it quotes for enums (a token, say)."""
+    message = str(error)
+    if message.startswith("Invalid enum value "):
+        _, at, path = message.rpartition(" - at `")
+        return f"Invalid enum value - at `{path}" if at else "Invalid enum value"
+    return message
 
 
 def _chat_event(
@@ -295,4 +314,6 @@ def _event_time(at: datetime, field: str, now_ms: int, limits: DecodeLimits, ids
 
 
 def _reject(reason: Reason, detail: str, **ids: str) -> _Reject:
+    if len(detail) > MAX_DETAIL_CHARS:  # it becomes a log field and a dead-letter header
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
     return _Reject(Rejection(reason, detail, **ids))

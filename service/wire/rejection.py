@@ -13,6 +13,8 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     NOT_UTF8 = "not_utf8"
     INVALID_JSON = "invalid_json"
+    TOO_DEEP = "too_deep"
+    """JSON nested deeper than the decoder's recursion limit (about 1,000 levels)."""
     NOT_AN_OBJECT = "not_an_object"
     BAD_SPECVERSION = "bad_specversion"
     BAD_ENVELOPE = "bad_envelope"

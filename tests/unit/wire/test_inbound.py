@@ -140,3 +140,41 @@ def test_site_snapshot_decodes_and_bad_time_to_accept_is_rejected() -> None:
     assert isinstance(site, SiteSnapshot) and site.time_to_accept_s == 90
     bad = decode_site(b"s1", site_value(time_to_accept_seconds=0), LIMITS)
     assert isinstance(bad, Rejection) and bad.reason is Reason.BAD_DATA
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"specversion": "1.0", "id": "e", "source": "s", "type": "livechat.chat.ended", "data": '
+        + nested(100_000)
+        + b"}",
+        b'{"specversion": "1.0", "unknown": ' + nested(5_000) + b"}",
+        handoff(visitor={"name": "Ada"}).replace(b'"name"', b'"extra": ' + nested(2_000) + b', "name"'),
+    ],
+    ids=["objects", "data", "unknown-envelope-field", "unknown-data-field"],
+)
+def test_deeply_nested_json_is_a_typed_rejection(value: bytes) -> None:
+    # msgspec recurses even to skip a value and raises RecursionError at about 1,000 levels.
+    result = decode_chat_event(b"c1", value, NOW, LIMITS)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.TOO_DEEP
+
+
+def test_nesting_a_valid_schema_never_needs_is_still_decoded_when_shallow() -> None:
+    value = handoff().replace(b'"chat_id"', b'"extra": ' + nested(50) + b', "chat_id"')
+    assert isinstance(decode_chat_event(b"c1", value, NOW, LIMITS), HandoffRequested)
+
+
+def test_rejection_details_do_not_quote_enum_values() -> None:
+    token = "tok-" + "x" * 200_000
+    value = agent_value(devices=[{"device_id": "d1", "provider": token, "token": "t"}])
+    result = decode_agent(b"a1", value, LIMITS)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.BAD_DATA
+    assert "tok-" not in result.detail
+    assert result.detail == "livechat.agent.updated: Invalid enum value - at `$.devices[0].provider`"
