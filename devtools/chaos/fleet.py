@@ -12,6 +12,16 @@ from pathlib import Path
 from aiohttp import ClientError, ClientSession
 
 from devtools.kafka_broker import free_port
+from service.settings import Settings
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The NOTIFIER_* variables that configure a worker process exactly like `settings`."""
+    return {
+        f"NOTIFIER_{key.upper()}": str(value)
+        for key, value in settings.model_dump().items()
+        if value is not None and key not in {"http_host", "http_port"}
+    }
 
 
 @dataclass

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from devtools import traffic
-from devtools.chaos.fleet import Fleet
+from devtools.chaos.fleet import Fleet, worker_env
 from devtools.chaos.plan import Fate, PlannedRound, plan_rounds
 from devtools.kafka_broker import KafkaBroker
 from devtools.kafka_io import OutputReader
@@ -109,14 +109,9 @@ class Chaos:
         )
         self.settings = settings
         await ensure_topics(settings, config.partitions, 1)
-        env = {
-            f"NOTIFIER_{key.upper()}": str(value)
-            for key, value in settings.model_dump().items()
-            if key.startswith(("kafka_bootstrap", "group_id", "topic_"))
-        } | {
+        env = worker_env(settings) | {
             "NOTIFIER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "NOTIFIER_SHUTDOWN_GRACE_SECONDS": "5",
-            "NOTIFIER_LOG_LEVEL": "INFO",
         }
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.fleet = Fleet(env, self.workdir / "logs")

@@ -150,6 +150,9 @@ class FcmFake:
         """Added to every send (not to token fetches)."""
         self.messages: Recorder[ReceivedMessage] = Recorder()
         self.attempts: Recorder[SendAttempt] = Recorder()
+        """Every answered send (after any injected delay or hang)."""
+        self.arrivals: Recorder[dict[str, Any]] = Recorder()
+        """Every well-formed send as it arrives, before its answer: shows what is in flight."""
         self.token_requests: Recorder[float] = Recorder()
         """`time.monotonic()` of each access token the fake issued."""
         self._accounts: dict[str, _Account] = {}
@@ -293,6 +296,7 @@ class FcmFake:
         if problem is not None or not isinstance(message, dict):
             return _error(400, "INVALID_ARGUMENT", problem or "message missing", "INVALID_ARGUMENT")
         token = message.get("token") or message.get("fid")
+        self.arrivals.append(message)
         response = await self._answer(project, message, token, received_at)
         self.attempts.append(SendAttempt(token, response.status))
         return response
