@@ -56,7 +56,8 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict
         if topic["error_code"] == _TOPIC_AUTHORIZATION_FAILED:
             raise KafkaAuthorizationError(
                 f"not authorized to describe topic {topic['topic']!r} (TOPIC_AUTHORIZATION_FAILED): grant "
-                "the worker's Kafka principal READ, WRITE and DESCRIBE on its topics (README, Kafka security)"
+                "the worker's Kafka principal READ, WRITE and DESCRIBE on its topics, READ on its consumer "
+                "group, WRITE on its transactional ids and IDEMPOTENT_WRITE on the cluster"
             )
         if topic["error_code"] in (0, _LEADER_NOT_AVAILABLE) and topic["partitions"]:
             counts[topic["topic"]] = len(topic["partitions"])

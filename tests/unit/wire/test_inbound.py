@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +179,9 @@ def test_rejection_details_do_not_quote_enum_values() -> None:
     assert result.reason is Reason.BAD_DATA
     assert "tok-" not in result.detail
     assert result.detail == "livechat.agent.updated: Invalid enum value - at `$.devices[0].provider`"
+
+
+def test_every_rejection_reason_is_documented() -> None:
+    errors_md = (Path(__file__).parents[3] / "docs" / "errors.md").read_text()
+    missing = [reason.value for reason in Reason if f"| `{reason.value}` |" not in errors_md]
+    assert missing == [], "add these reasons to docs/errors.md"
