@@ -20,7 +20,12 @@ import ssl
 from typing import Any
 
 from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
 from service.errors import ConfigurationError, KafkaConnectionFailedError
 from service.settings import Settings
@@ -123,7 +128,15 @@ def _explain(error: BaseException, settings: Settings) -> str:  # noqa: PLR0911 
             "check NOTIFIER_KAFKA_SSL_CA_FILE and that the bootstrap host name is in the certificate"
         )
     if isinstance(error, ssl.SSLError):
-        return f"TLS handshake failed ({_ssl_reason(error)}); is this a TLS listener?"
+        reason = _ssl_reason(error)
+        if "CERTIFICATE" in reason.upper() or "UNKNOWN_CA" in reason.upper():  # the broker's TLS alert
+            return (
+                f"the broker refused this client's TLS certificate ({reason}); check "
+                "NOTIFIER_KAFKA_SSL_CERT_FILE and NOTIFIER_KAFKA_SSL_KEY_FILE (mutual TLS)"
+            )
+        return f"TLS handshake failed ({reason}); is this a TLS listener?"
+    if isinstance(error, KafkaConnectionError) and isinstance(error.__cause__, Exception):
+        return _explain(error.__cause__, settings)  # aiokafka closed the connection because of this
     if isinstance(error, SaslAuthenticationFailed):
         return (
             f"SASL authentication failed for user {settings.kafka_sasl_username!r} with "

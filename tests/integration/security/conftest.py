@@ -12,6 +12,7 @@ users are listed in the listener's JAAS configuration; ACLs are created through 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +22,18 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devtools.credentials import generate_credentials
 from devtools.kafka_broker import KafkaBroker
 from service.settings import Settings
 
 SASL_LISTENER = "SASL_SSL"
+MTLS_LISTENER = "MTLS"
+"""An SSL listener that requires a client certificate (mutual TLS), signed by its own client CA."""
 
 # Kafka's ACL enums (org.apache.kafka.common.resource / acl), as the CreateAcls request carries them.
 _TOPIC, _GROUP, _CLUSTER, _TRANSACTIONAL_ID = 2, 3, 4, 5
@@ -56,12 +63,66 @@ class _ScramFormattingBroker(KafkaBroker):
         return super()._java_command(main_class, *args, heap=heap)
 
 
+@dataclass(frozen=True)
+class ClientCertificate:
+    cert_file: Path
+    key_file: Path
+
+
+def _client_certificate(directory: Path) -> tuple[Path, ClientCertificate]:
+    """A client CA (what the broker trusts) and a client certificate for `CN=notifier` it signed."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "livechat-notifier test client CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notifier")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = directory / "client-ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file = directory / "client.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = directory / "client-key.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_file.chmod(0o600)
+    return ca_file, ClientCertificate(cert_file, key_file)
+
+
 @dataclass
 class SecureKafka:
     broker: KafkaBroker
     ca_file: Path
-    """The CA that signed the SASL_SSL listener's certificate."""
+    """The CA that signed the broker's certificate (both TLS listeners)."""
     users: dict[str, SaslUser]
+    client_certificate: ClientCertificate
+    """Accepted by the MTLS listener."""
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return self.broker.address(MTLS_LISTENER)
 
     @property
     def admin_bootstrap(self) -> str:
@@ -133,9 +194,13 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     ]
     plain_users = " ".join(f'user_{u.name}="{u.password}"' for u in users.values() if u.mechanism == "PLAIN")
 
+    client_ca, client_certificate = _client_certificate(workdir)
+
     broker = _ScramFormattingBroker(workdir / "broker", scram)
     broker.add_listener(SASL_LISTENER, security_protocol="SASL_SSL")
+    broker.add_listener(MTLS_LISTENER, security_protocol="SSL")
     listener = f"listener.name.{SASL_LISTENER.lower()}"
+    mtls = f"listener.name.{MTLS_LISTENER.lower()}"
     broker.extra_properties.update(
         {
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -151,10 +216,15 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
             ),
             f"{listener}.ssl.keystore.type": "PEM",
             f"{listener}.ssl.keystore.location": str(keystore),
+            f"{mtls}.ssl.keystore.type": "PEM",
+            f"{mtls}.ssl.keystore.location": str(keystore),
+            f"{mtls}.ssl.truststore.type": "PEM",
+            f"{mtls}.ssl.truststore.location": str(client_ca),
+            f"{mtls}.ssl.client.auth": "required",
         }
     )
     broker.start()
     try:
-        yield SecureKafka(broker, tls.ca_cert, users)
+        yield SecureKafka(broker, tls.ca_cert, users, client_certificate)
     finally:
         broker.stop()

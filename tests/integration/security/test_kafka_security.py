@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools import traffic
 from devtools.credentials import generate_credentials
 from devtools.kafka_broker import free_port
 from devtools.kafka_io import OutputReader, Publisher
+from service.errors import KafkaConnectionFailedError
+from service.kafka.connection import check_connection, client_options
+from service.settings import load_settings
 from tests.integration.kafka_helpers import fresh_settings
 from tests.integration.security.conftest import SecureKafka
 from tests.integration.security.worker_process import WorkerProcess
@@ -241,3 +245,34 @@ async def test_a_principal_without_acls_is_refused_with_one_clear_line(
     settings = await fresh_settings(secure_kafka.admin_bootstrap, 1, **fakes.settings())
     worker = await start_worker(secure_kafka.worker_settings(settings, "mallory"))
     await _fails_fast(worker, "not authorized", settings.topic_chat_events)
+
+
+async def test_mutual_tls_needs_the_client_certificate(secure_kafka: SecureKafka, tmp_path: Path) -> None:
+    """An SSL listener with `ssl.client.auth=required`: the client certificate settings are what gets in."""
+    client = secure_kafka.client_certificate
+    with_certificate = load_settings(
+        kafka_bootstrap_servers=secure_kafka.mtls_bootstrap,
+        kafka_security_protocol="SSL",
+        kafka_ssl_ca_file=secure_kafka.ca_file,
+        kafka_ssl_cert_file=client.cert_file,
+        kafka_ssl_key_file=client.key_file,
+    )
+    await check_connection(with_certificate)
+    admin = AIOKafkaAdminClient(**client_options(with_certificate))
+    await admin.start()
+    try:
+        assert await admin.describe_cluster()
+    finally:
+        await admin.close()
+
+    without = with_certificate.model_copy(update={"kafka_ssl_cert_file": None, "kafka_ssl_key_file": None})
+    stranger = generate_credentials(tmp_path / "stranger", fcm_token_uri="http://127.0.0.1:9/unused")
+    untrusted = with_certificate.model_copy(
+        update={"kafka_ssl_cert_file": stranger.server_cert, "kafka_ssl_key_file": stranger.server_key}
+    )
+    for settings in (without, untrusted):
+        with pytest.raises(KafkaConnectionFailedError) as refused:
+            await check_connection(settings)
+        message = str(refused.value)
+        assert "refused this client's TLS certificate" in message, message
+        assert "NOTIFIER_KAFKA_SSL_CERT_FILE" in message
