@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
+class DeviceRef(NamedTuple):
+    """A NamedTuple rather than a dataclass: a million rounds hold several each, and the
+    changelog decoder builds them directly (0.3 us instead of 1 us apiece)."""
+
     agent_id: str
     device_id: str
 

@@ -9,6 +9,8 @@ read, a zombie's uncommitted writes.
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,6 +24,20 @@ log = structlog.get_logger(__name__)
 
 
 async def restore_partition(settings: Settings, partition: int) -> PartitionStore:
+    # Restoring allocates millions of long-lived objects; with the cyclic collector on, its
+    # ever-larger passes made decoding 10x slower (25 us instead of 2.5 us per record). Nothing
+    # restored holds a reference cycle, so the collector is paused and the result frozen.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return await _restore(settings, partition)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+async def _restore(settings: Settings, partition: int) -> PartitionStore:
     store = PartitionStore(partition)
     tp = TopicPartition(settings.topic_changelog, partition)
     consumer = AIOKafkaConsumer(

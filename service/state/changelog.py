@@ -21,8 +21,8 @@ class _Pending(msgspec.Struct, array_like=True, tag="p"):
     site_id: str
     requested_at_ms: int
     deadline_ms: int
-    targets: list[tuple[str, str]]
-    delivered: list[tuple[str, str]] | None
+    targets: tuple[DeviceRef, ...]
+    delivered: tuple[DeviceRef, ...] | None
     visitor_name: str | None
 
 
@@ -47,10 +47,8 @@ def encode_state(state: ChatState) -> bytes:
                 state.site_id,
                 state.requested_at_ms,
                 state.deadline_ms,
-                [(ref.agent_id, ref.device_id) for ref in state.targets],
-                None
-                if state.delivered is None
-                else [(ref.agent_id, ref.device_id) for ref in state.delivered],
+                state.targets,
+                state.delivered,
                 state.visitor_name,
             )
         )
@@ -69,14 +67,11 @@ def decode_state(value: bytes) -> ChatState:
             site_id=record.site_id,
             requested_at_ms=record.requested_at_ms,
             deadline_ms=record.deadline_ms,
-            targets=_refs(record.targets),
-            delivered=None if record.delivered is None else _refs(record.delivered),
+            targets=record.targets,
+            delivered=record.delivered,
             visitor_name=record.visitor_name,
         )
     return ClosedRound(
         record.request_id, record.chat_id, Outcome(record.outcome), record.closed_at_ms, record.forget_at_ms
     )
 
-
-def _refs(pairs: list[tuple[str, str]]) -> tuple[DeviceRef, ...]:
-    return tuple(DeviceRef(agent_id, device_id) for agent_id, device_id in pairs)
