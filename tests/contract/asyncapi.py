@@ -49,7 +49,8 @@ def _registry() -> referencing.Registry[Any]:
     resource = referencing.Resource.from_contents(
         document(), default_specification=referencing.jsonschema.DRAFT7
     )
-    return referencing.Registry().with_resource(DOCUMENT_URI, resource)
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(DOCUMENT_URI, resource)
+    return registry
 
 
 @cache
