@@ -4,14 +4,17 @@ real signals and the real broker. Each test names the property it guards."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 
+from devtools.changelog_fill import fill_changelog
 from devtools.chaos.run import Chaos, ChaosConfig
 from devtools.fakes.fcm import FcmFault
 from devtools.kafka_broker import KafkaBroker
@@ -230,3 +233,35 @@ async def test_broker_restart_makes_the_worker_unready_then_it_recovers_by_itsel
         await made.publisher.stop()
         await fcm.stop()
         await asyncio.to_thread(broker.stop)
+
+
+async def test_readyz_stays_false_until_a_large_restore_completes(rig: Rig) -> None:
+    """Property 7: restore is bounded and /readyz is false until it is done."""
+    rounds = 200_000
+    now = now_ms()
+    await fill_changelog(
+        rig.settings.kafka_bootstrap_servers, rig.settings.topic_changelog, 0, rounds, now, now + 3_600_000
+    )
+    worker = await rig.fleet.start("w0")
+    statuses: list[tuple[float, int]] = []
+    async with ClientSession() as http:
+        give_up = time.monotonic() + 120
+        while not statuses or statuses[-1][1] != 200:
+            assert time.monotonic() < give_up, "never ready"
+            try:
+                async with http.get(f"http://127.0.0.1:{worker.http_port}/readyz") as response:
+                    statuses.append((time.time(), response.status))
+            except OSError:
+                pass  # the HTTP server is not up yet
+            await asyncio.sleep(0.02)
+    restored = [
+        json.loads(line)
+        for line in worker.log_path.read_text().splitlines()
+        if '"partition_restored"' in line
+    ]
+    assert [entry["pending_rounds"] for entry in restored] == [rounds]
+    restored_at = datetime.fromisoformat(restored[0]["timestamp"]).timestamp()
+    first_ready = next(at for at, status in statuses if status == 200)
+    assert any(status == 503 for _, status in statuses), "readiness was never observed false"
+    assert first_ready >= restored_at, "ready before the restore finished"
+    print(f"restored {rounds} rounds in {restored[0]['seconds']} s")
