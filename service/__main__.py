@@ -11,7 +11,7 @@ import structlog
 
 from service.errors import NotifierError
 from service.observability.logging import configure_logging
-from service.settings import load_settings
+from service.settings import Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return asyncio.run(run_worker(settings))
         if args.command == "topics":
-            from service.kafka.topics import ensure_topics  # noqa: PLC0415
-
-            created = asyncio.run(ensure_topics(settings, args.partitions, args.replication_factor))
+            created = asyncio.run(_ensure_topics(settings, args.partitions, args.replication_factor))
             log.info("topics_ensured", created=created)
             return 0
         from service.kafka.connection import check_kafka_credentials  # noqa: PLC0415
@@ -58,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livechat-notifier: {error}", file=sys.stderr)  # noqa: T201 -- the CLI's error channel
         return 2
     return 0
+
+
+async def _ensure_topics(settings: Settings, partitions: int, replication_factor: int) -> list[str]:
+    """`topics ensure`, after the same fail-fast connection check as `run`."""
+    from service.kafka.connection import check_connection  # noqa: PLC0415
+    from service.kafka.topics import ensure_topics  # noqa: PLC0415
+
+    await check_connection(settings)
+    return await ensure_topics(settings, partitions, replication_factor)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_value_bytes: PositiveInt = 1_048_576
     closing_updates: bool = True
     closing_update_ttl_seconds: PositiveInt = 600
+    tolerate_unknown_event_types: bool = False
+    """Count and skip chat events of an unknown `type` instead of dead-lettering them (for a
+    producer that starts emitting new types before this worker knows them)."""
 
     # Push
     fcm_credentials_file: Path | None = None

@@ -206,7 +206,7 @@ def _miss(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
             devices_notified=len(notified),
         )
     ]
-    site = world.sites.get(state.site_id)
+    site = world.sites.last_known(state.site_id)
     if site is not None:
         effects.append(
             EmitChatbotMessage(

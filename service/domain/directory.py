@@ -24,15 +24,26 @@ class Target:
 class SiteDirectory:
     def __init__(self) -> None:
         self._sites: dict[str, SiteSnapshot] = {}
+        # Deleted sites' last snapshots: a round already running when its site was deleted still
+        # owes the visitor the contact message. Few and small; a re-created site replaces them.
+        self._retired: dict[str, SiteSnapshot] = {}
 
     def upsert(self, site: SiteSnapshot) -> None:
         self._sites[site.site_id] = site
+        self._retired.pop(site.site_id, None)
 
     def remove(self, site_id: str) -> None:
-        self._sites.pop(site_id, None)
+        site = self._sites.pop(site_id, None)
+        if site is not None:
+            self._retired[site_id] = site
 
     def get(self, site_id: str) -> SiteSnapshot | None:
+        """The live site (new rounds start only for these)."""
         return self._sites.get(site_id)
+
+    def last_known(self, site_id: str) -> SiteSnapshot | None:
+        """The live site, or the last snapshot of a deleted one (to close running rounds)."""
+        return self._sites.get(site_id) or self._retired.get(site_id)
 
     def __len__(self) -> int:
         return len(self._sites)

@@ -146,6 +146,9 @@ class PartitionStep:
     ) -> None:
         decoded = decode_chat_event(record.key, record.value, now_ms, self._limits)
         if isinstance(decoded, Rejection):
+            if decoded.reason is Reason.UNKNOWN_TYPE and self._settings.tolerate_unknown_event_types:
+                result.ignored.append(Reason.UNKNOWN_TYPE.value)
+                return
             self._dead_letter(record, decoded, result)
             return
         result.consumed_types.append(EVENT_TYPE_NAMES[type(decoded)])
@@ -154,7 +157,7 @@ class PartitionStep:
             if isinstance(effect, Rejected):
                 rejection = Rejection(Reason(effect.reason), effect.detail, decoded.chat_id, decoded.site_id)
                 self._dead_letter(record, rejection, result)
-        self._apply(store, effects, result)
+        self._apply(store, [effect for effect in effects if not isinstance(effect, Rejected)], result)
 
     def _apply(self, store: PartitionStore, effects: list[Effect], result: StepResult) -> None:
         settings = self._settings
@@ -181,8 +184,16 @@ class PartitionStep:
                     result.closed.append(effect)
                 case Ignored(why=why):
                     result.ignored.append(why)
-                case Rejected():
-                    pass  # dead-lettered by _consume, which still has the original record
+                case Rejected(reason=reason, detail=detail):
+                    # Only timers get here (records' rejections are dead-lettered by _consume):
+                    # a round whose site this worker never knew cannot be worded for the visitor.
+                    result.rejected.append((settings.topic_chat_events, Reason(reason)))
+                    log.error(
+                        "chatbot_message_not_possible",
+                        partition=store.partition,
+                        reason=reason,
+                        detail=detail,
+                    )
 
     def _output(self, effect: EmitMissed | EmitChatbotMessage | EmitTokenRejected) -> OutRecord:
         settings = self._settings

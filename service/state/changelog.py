@@ -74,4 +74,3 @@ def decode_state(value: bytes) -> ChatState:
     return ClosedRound(
         record.request_id, record.chat_id, Outcome(record.outcome), record.closed_at_ms, record.forget_at_ms
     )
-

@@ -219,3 +219,14 @@ def test_resume_pushes_an_interrupted_fan_out_only_while_in_time() -> None:
     assert isinstance(again, SendPushes) and len(again.pushes) == 1
     assert resume_fan_out(pending, pending.deadline_ms, w) == []
     assert resume_fan_out(replace(pending, delivered=()), T0, w) == []
+
+
+def test_a_site_deleted_while_a_round_runs_still_words_its_contact_message() -> None:
+    w = world(agent())
+    pending = started_round(on_chat_event(None, request(), T0, w))
+    w.sites.remove("site-1")
+    effects = on_timer(pending, pending.deadline_ms, w)
+    (chatbot,) = only(effects, EmitChatbotMessage)
+    assert chatbot.contact_email == "hello@alpine.example"
+    assert not only(effects, Rejected)
+    assert only(on_chat_event(None, request("chat-2"), T0, w), Rejected), "no new round for a deleted site"

@@ -112,3 +112,15 @@ def test_stable_offset_samples_become_a_horizon_once_the_position_reaches_them()
     assert owned.observe(position=12, stable=12, polled_ms=1_200) is True
     assert owned.stable_read_ms == 1_200
     assert owned.observe(position=12, stable=None, polled_ms=None) is False
+
+
+def test_unknown_types_are_dead_lettered_unless_tolerated() -> None:
+    unknown = traffic.cloud_event("livechat.chat.typing", {"chat_id": "c1"})
+    strict = step().run(PartitionStore(4), [Record(b"c1", unknown, 3)], [], T0, T0)
+    assert [r.topic for r in strict.records] == [SETTINGS.topic_dead_letter]
+    tolerant_settings = Settings(tolerate_unknown_event_types=True)
+    tolerant = PartitionStep(tolerant_settings, world(agent()), tolerant_settings.decode_limits())
+    result = tolerant.run(PartitionStore(4), [Record(b"c1", unknown, 3)], [], T0, T0)
+    assert result.records == []
+    assert result.ignored == ["unknown_type"]
+    assert result.next_offset == 4
