@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from tests.contract.asyncapi import (
     resolve,
     spec_validator,
 )
+from tests.contract.chart import REPO
 
 LIMITS = DecodeLimits()
 T0 = 1_795_000_000_000  # 2026-11-18, a fixed "now"
@@ -230,6 +232,24 @@ def test_every_consumed_message_has_examples() -> None:
 def test_decoders_accept_every_example(message: str, name: str, payload: dict[str, Any]) -> None:
     decoded = _decode(message, payload)
     assert not isinstance(decoded, Rejection), f"{message} example {name}: {decoded}"
+
+
+def _guide_events() -> list[dict[str, Any]]:
+    guide = (REPO / "docs" / "integration-guide.md").read_text()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", guide, flags=re.DOTALL)]
+
+
+def test_integration_guide_examples_are_valid_and_accepted() -> None:
+    events = _guide_events()
+    assert {event["type"] for event in events} == {
+        inbound.HANDOFF_REQUESTED,
+        inbound.AGENT_UPDATED,
+        inbound.SITE_UPDATED,
+    }
+    for event in events:
+        message = CONSUMED[event["type"]]
+        assert payload_errors(message, event) == [], event["id"]
+        assert not isinstance(_decode(message, event), Rejection), event["id"]
 
 
 def _wrong_type(schema: dict[str, Any]) -> object:

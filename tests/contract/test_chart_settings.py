@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,40 @@ def test_chart_defaults_match_the_worker_defaults() -> None:
     assert values["shutdownGraceSeconds"] == fields["shutdown_grace_seconds"].default
     assert values["httpPort"] == fields["http_port"].default
     assert values["kafka"]["securityProtocol"] == fields["kafka_security_protocol"].default
+
+
+def _undocumented_keys(lines: list[str]) -> list[str]:
+    """Keys of values.yaml without a comment (a parent mapping may go without one if its keys have them).
+
+    A comment block starting with `# --` describes the key's whole default value, nested keys included.
+    """
+    missing: list[str] = []
+    covered_below: int | None = None  # indentation under which a described value continues
+    comment_block: list[str] = []
+    for raw in lines:
+        line = raw.rstrip()
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if not stripped:
+            comment_block = []
+            continue
+        if covered_below is not None and indent > covered_below:
+            continue
+        covered_below = None
+        if stripped.startswith("#"):
+            comment_block.append(stripped)
+            continue
+        match = re.match(r"([A-Za-z_][\w.-]*):(.*)$", stripped)
+        if match is not None:
+            if (comment_block and comment_block[0].startswith("# --")) or "# --" in match[2]:
+                covered_below = indent
+            elif not comment_block and "#" not in match[2] and match[2].strip():
+                missing.append(match[1])
+        comment_block = []
+    return missing
+
+
+def test_values_are_documented_line_by_line() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    assert _undocumented_keys(lines) == []
+    assert _undocumented_keys(["a:", "  b: 1", "# -- c", "c:", "  d: 2", "# e", "e:", "  f: 3"]) == ["b", "f"]
