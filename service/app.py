@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import suppress
 
 import structlog
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.clock import Clock, SystemClock
@@ -106,10 +107,11 @@ class Application:
         exit_code = 0
         try:
             loaded = asyncio.create_task(self.feed.wait_loaded())
-            await asyncio.wait(
-                {loaded, feed_task, asyncio.create_task(self._stop.wait())}, return_when="FIRST_COMPLETED"
-            )
-            if loaded.done() and not self._stop.is_set():
+            stopped = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({loaded, feed_task, stopped}, return_when="FIRST_COMPLETED")
+            loaded.cancel()
+            stopped.cancel()
+            if self.feed.loaded and not self._stop.is_set():
                 self._tasks.append(asyncio.create_task(self.worker.run(), name="chat-worker"))
             exit_code = await self._supervise()
         finally:
@@ -126,7 +128,7 @@ class Application:
                 return 1
         return 0
 
-    async def _shut_down(self, runner: object, scheduler: AsyncIOScheduler) -> None:
+    async def _shut_down(self, runner: web.AppRunner, scheduler: AsyncIOScheduler) -> None:
         log.info("worker_stopping")
         self.worker.stop()
         self.feed.stop()
@@ -141,7 +143,7 @@ class Application:
             with suppress(Exception):
                 await sender.close()
         scheduler.shutdown(wait=False)
-        await runner.cleanup()  # type: ignore[attr-defined]
+        await runner.cleanup()
         log.info("worker_stopped")
 
     def _report_status(self) -> None:
