@@ -35,7 +35,7 @@ from service.domain.effects import (
 from service.domain.events import AgentJoined, ChatEvent, HandoffRequested, SiteSnapshot, TokenRejection
 from service.domain.messages import alert_body, alert_title, missed_message_text
 from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound
-from service.push.base import Push, PushKind
+from service.push.base import Provider, Push, PushKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,31 +141,39 @@ def _on_request(state: ChatState | None, event: HandoffRequested, now_ms: int, w
 
 
 def _alerts(round_: PendingRound, site: SiteSnapshot, world: World) -> tuple[AddressedPush, ...]:
-    title = alert_title(site)
-    body = alert_body(round_.visitor_name)
     data = {
         "type": PushKind.HANDOFF_REQUESTED.value,
         "chat_id": round_.chat_id,
         "site_id": round_.site_id,
         "open_tab": "active",
     }
+    template = Push(
+        provider=Provider.FCM,
+        token="",
+        kind=PushKind.HANDOFF_REQUESTED,
+        collapse_id=round_.chat_id,
+        expires_at_ms=round_.deadline_ms,
+        data=data,
+        title=alert_title(site),
+        body=alert_body(round_.visitor_name),
+    )
+    return _address(template, round_.targets, world)
+
+
+def _address(template: Push, refs: tuple[DeviceRef, ...], world: World) -> tuple[AddressedPush, ...]:
+    """One copy of `template` per device still known and alive, addressed to it (the template's
+    provider, token and APNs environment are placeholders, replaced per device)."""
     pushes: list[AddressedPush] = []
-    for ref in round_.targets:
+    for ref in refs:
         device = world.agents.device(ref.agent_id, ref.device_id)
-        if device is None:
-            continue
-        push = Push(
-            provider=device.provider,
-            token=device.token,
-            kind=PushKind.HANDOFF_REQUESTED,
-            collapse_id=round_.chat_id,
-            expires_at_ms=round_.deadline_ms,
-            data=data,
-            title=title,
-            body=body,
-            apns_environment=device.apns_environment,
-        )
-        pushes.append(AddressedPush(ref, push))
+        if device is not None:
+            push = replace(
+                template,
+                provider=device.provider,
+                token=device.token,
+                apns_environment=device.apns_environment,
+            )
+            pushes.append(AddressedPush(ref, push))
     return tuple(pushes)
 
 
@@ -236,19 +244,12 @@ def _closing_updates(
         "site_id": state.site_id,
         "outcome": outcome.value,
     }
-    pushes: list[AddressedPush] = []
-    for ref in state.notified:
-        device = world.agents.device(ref.agent_id, ref.device_id)
-        if device is None:
-            continue
-        push = Push(
-            provider=device.provider,
-            token=device.token,
-            kind=PushKind.HANDOFF_CLOSED,
-            collapse_id=state.chat_id,
-            expires_at_ms=now_ms + world.policy.closing_update_ttl_ms,
-            data=data,
-            apns_environment=device.apns_environment,
-        )
-        pushes.append(AddressedPush(ref, push))
-    return tuple(pushes)
+    template = Push(
+        provider=Provider.FCM,
+        token="",
+        kind=PushKind.HANDOFF_CLOSED,
+        collapse_id=state.chat_id,
+        expires_at_ms=now_ms + world.policy.closing_update_ttl_ms,
+        data=data,
+    )
+    return _address(template, state.notified, world)
