@@ -161,7 +161,14 @@ def test_values_schema_knows_every_worker_setting() -> None:
     assert config["additionalProperties"] is False
     passed_through = set(config["properties"])
     assert not passed_through & CHART_MANAGED
-    assert passed_through | CHART_MANAGED == set(Settings.model_fields)
+    unknown_to_chart = set(Settings.model_fields) - passed_through - CHART_MANAGED
+    assert not unknown_to_chart, (
+        f"new worker settings {sorted(unknown_to_chart)}: add them to config.properties in "
+        "deploy/helm/livechat-notifier/values.schema.json (or derive them in the chart and list them here)"
+    )
+    assert passed_through | CHART_MANAGED == set(Settings.model_fields), (
+        "the chart knows settings the worker lost"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - CHART_MANAGED))
