@@ -56,6 +56,7 @@ class Application:
         self.metrics = Metrics([settings.topic_chat_events, settings.topic_agents, settings.topic_sites])
         self.world = World(SiteDirectory(), AgentDirectory(), policy(settings))
         self.senders = senders
+        self.metrics.watch_provider_auth(senders)
         limits = settings.decode_limits()
         self.feed = DirectoryFeed(settings, self.world.agents, self.world.sites, self.metrics, limits)
         by_provider = {sender.provider: sender for sender in senders}
@@ -87,6 +88,7 @@ class Application:
             readiness=[
                 Probe("directories_loaded", lambda: self.feed.loaded),
                 Probe("partitions_restored", lambda: self.worker.ready),
+                Probe("push_credentials", lambda: all(sender.auth.ok for sender in self.senders)),
             ],
         )
         runner, self.http_port = await start_http(app, settings.http_host, settings.http_port)

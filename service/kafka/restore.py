@@ -15,6 +15,7 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from service.domain.rounds import ChatState
 from service.kafka.connection import client_options
 from service.settings import Settings
 from service.state.changelog import decode_state
@@ -38,7 +39,6 @@ async def restore_partition(settings: Settings, partition: int) -> PartitionStor
 
 
 async def _restore(settings: Settings, partition: int) -> PartitionStore:
-    store = PartitionStore(partition)
     tp = TopicPartition(settings.topic_changelog, partition)
     consumer = AIOKafkaConsumer(
         **client_options(settings),
@@ -47,37 +47,38 @@ async def _restore(settings: Settings, partition: int) -> PartitionStore:
         isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
+    states: dict[str, ChatState] = {}
+    unreadable = 0
     await consumer.start()
     try:
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         begin = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
-        unreadable = 0
         # An empty partition is skipped outright: asking its position would wait for a fetch.
         while end > begin and await consumer.position(tp) < end:
             batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
             for record in batches.get(tp, []):
                 if record.offset >= end:
                     break
-                unreadable += _apply(store, record.key, record.value)
+                unreadable += _apply(states, record.key, record.value)
     finally:
         await consumer.stop()
-    store.schedule_all()
     if unreadable:
         log.error("changelog_records_unreadable", partition=partition, count=unreadable)
-    return store
+    return PartitionStore.restored(partition, states)
 
 
-def _apply(store: PartitionStore, key: bytes | None, value: bytes | None) -> int:
+def _apply(states: dict[str, ChatState], key: bytes | None, value: bytes | None) -> int:
+    """Replay one changelog record (the last record per chat wins); 1 if it was unreadable."""
     if key is None:
         return 1
     chat_id = key.decode()
     if value is None:
-        store.forget(chat_id)
+        states.pop(chat_id, None)
         return 0
     try:
-        store.put(decode_state(value))
+        states[chat_id] = decode_state(value)
     except msgspec.DecodeError:
         return 1
     return 0

@@ -7,10 +7,22 @@ Every known label combination is initialised at start-up so dashboards show zero
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from service.domain.rounds import Outcome
-from service.push.base import OutcomeKind, Provider, PushKind
+from service.push.base import (
+    ApnsEnvironment,
+    AuthHealth,
+    OutcomeKind,
+    Provider,
+    PushKind,
+    PushSender,
+    SkipReason,
+)
 from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, SITE_UPDATED
 from service.wire.rejection import Reason
 
@@ -60,10 +72,19 @@ class Metrics:
         )
         self.pushes_skipped = Counter(
             "notifier_pushes_skipped_total",
-            "Pushes not sent, by provider and why (expired, no_sender)",
+            "Pushes not sent (or given up before an answer), by provider and why (expired, no_sender, shed)",
             ["provider", "why"],
             registry=r,
         )
+        self.apns_environment_mismatches = Counter(
+            "notifier_apns_environment_mismatches_total",
+            "APNs pushes whose token belongs to the other environment than the device's snapshot names, "
+            "by the environment the snapshot names",
+            ["configured"],
+            registry=r,
+        )
+        self._provider_auth = _ProviderAuthCollector()
+        r.register(self._provider_auth)
         self.push_latency = Histogram(
             "notifier_push_latency_seconds",
             "Provider request latency",
@@ -103,14 +124,55 @@ class Metrics:
                 self.events_rejected.labels(topic, reason.value)
         for outcome in Outcome:
             self.rounds_closed.labels(outcome.value)
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
+        self._initialise_pushes()
+
+    def _initialise_pushes(self) -> None:
         for provider in Provider:
             self.push_latency.labels(provider.value)
             self.handoff_to_push.labels(provider.value)
             for kind in PushKind:
                 for push_outcome in OutcomeKind:
                     self.pushes.labels(provider.value, kind.value, push_outcome.value)
-        for result in ("committed", "aborted"):
-            self.transactions.labels(result)
+            for why in SkipReason:
+                self.pushes_skipped.labels(provider.value, why.value)
+        for environment in ApnsEnvironment:
+            self.apns_environment_mismatches.labels(environment.value)
+
+    def watch_provider_auth(self, senders: Iterable[PushSender]) -> None:
+        """Export these senders' credential health (read from them at each scrape)."""
+        self._provider_auth.senders = list(senders)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ProviderAuthCollector(Collector):
+    """`notifier_provider_auth_*{provider}`, read from the senders' `auth` when scraped.
+
+    The senders own the counts (they see every token fetch and refusal); reading them at scrape
+    time keeps metrics out of the senders. A provider without a sender shows zeros.
+    """
+
+    def __init__(self) -> None:
+        self.senders: list[PushSender] = []
+
+    def collect(self) -> Iterator[Metric]:
+        health = {provider: AuthHealth() for provider in Provider}
+        health.update({sender.provider: sender.auth for sender in self.senders})
+        failures = CounterMetricFamily(
+            "notifier_provider_auth_failures",
+            "Failed OAuth2 access-token fetches (FCM) and provider-token refusals (APNs 403), by provider",
+            labels=["provider"],
+        )
+        streak = GaugeMetricFamily(
+            "notifier_provider_auth_consecutive_failures",
+            "Credential failures since the last success, by provider; at 3 /readyz turns false",
+            labels=["provider"],
+        )
+        for provider, state in health.items():
+            failures.add_metric([provider.value], state.failures_total)
+            streak.add_metric([provider.value], state.consecutive_failures)
+        yield failures
+        yield streak

@@ -1,21 +1,22 @@
 """The APNs adapter: sends a `Push` with aioapns (token auth) and maps Apple's answer to a `PushOutcome`.
 
-The pure half (`build_notification`, `classify_response`, `parse_endpoint`) turns a `Push` into
-the APNs headers and payload and Apple's status and reason into an outcome. `ApnsSender` is the
-shell: one aioapns client per environment (production, sandbox), chosen by
+The pure half (`build_notification`, `classify_response`, `settle_environment`, `parse_endpoint`)
+turns a `Push` into the APNs headers and payload and Apple's answers into an outcome. `ApnsSender`
+is the shell: one aioapns client per environment (production, sandbox), chosen by
 `Push.apns_environment`, each pointed at its endpoint through a protocol class of its own, so no
-global state is touched; an optional extra CA on top of the default trust store; a per-send
-timeout. `_ApnsProtocol` repairs three things in aioapns 4.0's HTTP/2 handling that would otherwise
-hang or leak on a long-lived connection; its docstring says which.
+global state is touched; one provider token for all its connections (`apns_token.py`); an optional
+extra CA on top of the default trust store; a per-send timeout. A `BadDeviceToken` is tried once
+in the other environment, since that is also Apple's answer for a token of the other environment.
+`apns_protocol.py` repairs three things in aioapns 4.0's HTTP/2 handling that would otherwise hang
+or leak on a long-lived connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -23,16 +24,17 @@ from urllib.parse import urlsplit
 import structlog
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
-from aioapns.connection import APNsTLSClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
+from service.clock import Clock, SystemClock
 from service.errors import PushConfigurationError
-from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.apns_protocol import ExpiringRequest, protocol_for
+from service.push.apns_token import ProviderToken
+from service.push.base import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +42,13 @@ APPLE_PRODUCTION_URL: Final = "https://api.push.apple.com:443"
 APPLE_SANDBOX_URL: Final = "https://api.sandbox.push.apple.com:443"
 PRIORITY_IMMEDIATE: Final = 10
 PRIORITY_POWER_SAVING: Final = 5
-_TOKEN_DEAD_400: Final = frozenset({"BadDeviceToken", "DeviceTokenNotForTopic"})
+BAD_DEVICE_TOKEN: Final = "BadDeviceToken"  # noqa: S105 -- an APNs reason, not a credential
+_TOKEN_DEAD_400: Final = frozenset({BAD_DEVICE_TOKEN, "DeviceTokenNotForTopic"})
+_PROVIDER_TOKEN_REFUSALS: Final = frozenset(
+    {"ExpiredProviderToken", "InvalidProviderToken", "MissingProviderToken"}
+)
+_LEARNED_ENVIRONMENTS: Final = 10_000
+"""How many tokens found in the other environment the sender remembers (about 1 MB at most)."""
 
 
 # -- pure ---------------------------------------------------------------------------------------------
@@ -98,6 +106,44 @@ def classify_response(status: int, reason: str | None) -> PushOutcome:
     return PushOutcome(OutcomeKind.REQUEST_BUG, reason)
 
 
+def other_environment(environment: ApnsEnvironment) -> ApnsEnvironment:
+    if environment is ApnsEnvironment.PRODUCTION:
+        return ApnsEnvironment.SANDBOX
+    return ApnsEnvironment.PRODUCTION
+
+
+def is_bad_device_token(outcome: PushOutcome) -> bool:
+    return outcome.kind is OutcomeKind.TOKEN_DEAD and outcome.reason == BAD_DEVICE_TOKEN
+
+
+def settle_environment(
+    named: ApnsEnvironment, tried: ApnsEnvironment, first: PushOutcome, retried: PushOutcome | None
+) -> PushOutcome:
+    """The outcome of a push sent to `tried` (answer `first`) and, after a `BadDeviceToken`, to the
+    other environment (answer `retried`). `named` is the environment the device's snapshot names.
+
+    Apple answers `BadDeviceToken` both for a malformed or unknown token and for a token of the
+    other environment. So: the other environment delivers it or says 410 → the token belongs
+    there (`actual_environment` set, the answer is that environment's); it says `BadDeviceToken`
+    too → a dead token; it gives no verdict (timeout, 5xx, a request bug) → that answer's kind,
+    with a reason naming both answers, and the device is not dropped on a guess.
+    """
+    answered_by, outcome = tried, first
+    if retried is not None:
+        answered_by = other_environment(tried)
+        if is_bad_device_token(retried):
+            return PushOutcome(OutcomeKind.TOKEN_DEAD, BAD_DEVICE_TOKEN)
+        if retried.kind not in {OutcomeKind.DELIVERED, OutcomeKind.TOKEN_DEAD}:
+            return replace(retried, reason=f"{BAD_DEVICE_TOKEN};{answered_by.value}:{retried.reason}")
+        outcome = retried
+    verdict = outcome.kind is OutcomeKind.DELIVERED or (
+        outcome.kind is OutcomeKind.TOKEN_DEAD and not is_bad_device_token(outcome)
+    )
+    if verdict and answered_by is not named:
+        return replace(outcome, actual_environment=answered_by)
+    return outcome
+
+
 def parse_endpoint(url: str) -> tuple[str, int]:
     """(host, port) of an `https://host[:port]` endpoint; ValueError otherwise."""
     parts = urlsplit(url)
@@ -109,92 +155,6 @@ def parse_endpoint(url: str) -> tuple[str, int]:
 # -- shell --------------------------------------------------------------------------------------------
 
 
-class _ExpiringRequest(NotificationRequest):
-    """A NotificationRequest whose `apns-expiration` header is an absolute deadline.
-
-    aioapns takes only a relative `time_to_live` and writes `int(time.time()) + time_to_live` when
-    it builds the headers, possibly after waiting for a connection. Computing the TTL at that
-    moment makes the header equal the deadline (it can come out one second early, when the two
-    `time.time()` calls straddle a second boundary, never late).
-    """
-
-    __slots__ = ("expires_at_s",)
-
-    def __init__(self, *, expires_at_s: int, **kwargs: Any) -> None:
-        self.expires_at_s = expires_at_s
-        super().__init__(**kwargs)
-
-    @property
-    def time_to_live(self) -> int:
-        return self.expires_at_s - int(time.time())
-
-    @time_to_live.setter
-    def time_to_live(self, _: object) -> None:
-        """Ignore what the NotificationRequest constructor assigns: the deadline decides."""
-
-
-class _ApnsProtocol(APNsTLSClientProtocol):
-    """aioapns' HTTP/2 client protocol with three repairs, confined to our connections.
-
-    1. It returns flow-control credit for response bodies. aioapns never does, so after about
-       64 KiB of error bodies (about a thousand 410s) on one connection the server may send no more
-       and every later error answer hangs (aioapns pull request #75, still open).
-    2. It forgets the stream of each finished request: aioapns keeps one entry per successful push
-       until the connection closes, which under steady traffic is never.
-    3. When a send is cancelled (our timeout), it resets the stream, frees its slot and forgets
-       the request; aioapns would keep the slot taken and resolve the cancelled future when a late
-       answer came, and the InvalidStateError that raises there kills the whole connection.
-    """
-
-    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
-        if not self._abandoned(headers.get(b"apns-id", b"").decode()):
-            super().on_response_received(headers)
-
-    def on_data_received(self, data: bytes, stream_id: int) -> None:
-        self.conn.acknowledge_received_data(len(data), stream_id)  # APNs sends no padding
-        if not self._abandoned(self.request_streams.get(stream_id)):
-            super().on_data_received(data, stream_id)
-
-    def on_stream_ended(self, stream_id: int) -> None:
-        super().on_stream_ended(stream_id)
-        self.request_streams.pop(stream_id, None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        for notification_id in [n for n, future in self.requests.items() if future.done()]:
-            del self.requests[notification_id]
-        super().connection_lost(exc)
-
-    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
-        try:
-            return await super().send_notification(request)
-        except asyncio.CancelledError:
-            self._abandon(request.notification_id)
-            raise
-
-    def _abandoned(self, notification_id: str | None) -> bool:
-        future = self.requests.get(notification_id) if notification_id else None
-        return future is not None and future.done()
-
-    def _abandon(self, notification_id: str) -> None:
-        self.requests.pop(notification_id, None)
-        self.request_statuses.pop(notification_id, None)
-        stream_id = next((s for s, n in self.request_streams.items() if n == notification_id), None)
-        if stream_id is None:  # still waiting for a free stream, or already answered
-            return
-        del self.request_streams[stream_id]
-        # ProtocolError: the server reset it first (aioapns ignores that event, never frees the slot).
-        with contextlib.suppress(ProtocolError):
-            self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
-        if self.transport is not None and not self.transport.is_closing():
-            self.flush()
-        self.free_channels.release()
-
-
-def _protocol_for(host: str, port: int) -> type[_ApnsProtocol]:
-    """A protocol class of our own for one endpoint: aioapns reads host and port from it."""
-    return type(f"_ApnsProtocol[{host}:{port}]", (_ApnsProtocol,), {"APNS_SERVER": host, "APNS_PORT": port})
-
-
 async def _ignore_error(_request: NotificationRequest, _result: NotificationResult) -> None:
     """Replaces aioapns' error log line per failed push; `ApnsSender` logs outcomes itself."""
 
@@ -202,9 +162,15 @@ async def _ignore_error(_request: NotificationRequest, _result: NotificationResu
 class ApnsSender:
     """`PushSender` for APNs. Build it with `await ApnsSender.create(...)`; `close()` when done."""
 
-    def __init__(self, *, clients: dict[ApnsEnvironment, APNs], timeout_s: float) -> None:
+    def __init__(
+        self, *, clients: dict[ApnsEnvironment, APNs], provider_token: ProviderToken, timeout_s: float
+    ) -> None:
         self._clients = clients
+        self.provider_token = provider_token
         self._timeout_s = timeout_s
+        self._learned: OrderedDict[str, ApnsEnvironment] = OrderedDict()
+        """Tokens found in the other environment than their push named -> where they belong."""
+        self._auth = AuthHealth()
 
     @classmethod
     async def create(  # noqa: PLR0913 - the settings of one provider, all keyword-only
@@ -220,6 +186,7 @@ class ApnsSender:
         timeout_s: float = 10.0,
         max_connections: int = 10,
         max_connection_attempts: int = 3,
+        clock: Clock | None = None,
     ) -> ApnsSender:
         """A sender signing with the .p8 auth key in `key_file` for the app `topic` (its bundle id).
 
@@ -246,6 +213,7 @@ class ApnsSender:
         if timeout_s <= 0:
             raise PushConfigurationError(f"APNs send timeout must be positive: {timeout_s}")
         context.set_alpn_protocols(["h2"])
+        token = ProviderToken(key_pem=key_pem, key_id=key_id, team_id=team_id, clock=clock or SystemClock())
         clients: dict[ApnsEnvironment, APNs] = {}
         for environment, (host, port) in endpoints.items():
             client = APNs(
@@ -259,14 +227,18 @@ class ApnsSender:
                 err_func=_ignore_error,
             )
             # aioapns takes host and port from the pool's protocol class; this pool gets its own.
-            client.pool.protocol_class = _protocol_for(host, port)
+            client.pool.protocol_class = protocol_for(host, port, token)
             clients[environment] = client
         log.info("apns_sender_ready", topic=topic, production=production_url, sandbox=sandbox_url)
-        return cls(clients=clients, timeout_s=timeout_s)
+        return cls(clients=clients, provider_token=token, timeout_s=timeout_s)
 
     @property
     def provider(self) -> Provider:
         return Provider.APNS
+
+    @property
+    def auth(self) -> AuthHealth:
+        return self._auth
 
     async def send(self, push: Push) -> PushOutcome:
         outcome = await self._send(push)
@@ -278,7 +250,26 @@ class ApnsSender:
             notification = build_notification(push)
         except ValueError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "invalid_push")
-        request = _ExpiringRequest(
+        tried = self._learned.get(push.token, push.apns_environment)
+        first = await self._request(tried, push, notification)
+        retried = None
+        if is_bad_device_token(first):
+            retried = await self._request(other_environment(tried), push, notification)
+        outcome = settle_environment(push.apns_environment, tried, first, retried)
+        if outcome.actual_environment is not None:
+            self._learned[push.token] = outcome.actual_environment
+            self._learned.move_to_end(push.token)
+            while len(self._learned) > _LEARNED_ENVIRONMENTS:
+                self._learned.popitem(last=False)
+        elif outcome.kind in {OutcomeKind.DELIVERED, OutcomeKind.TOKEN_DEAD}:
+            self._learned.pop(push.token, None)
+        return outcome
+
+    async def _request(
+        self, environment: ApnsEnvironment, push: Push, notification: ApnsNotification
+    ) -> PushOutcome:
+        """Apple's answer from `environment`, or the transport failure, as an outcome."""
+        request = ExpiringRequest(
             expires_at_s=notification.expiration_s,
             device_token=push.token,
             message=notification.payload,
@@ -288,12 +279,22 @@ class ApnsSender:
         )
         try:
             async with asyncio.timeout(self._timeout_s):
-                result = await self._clients[push.apns_environment].send_notification(request)
+                result = await self._clients[environment].send_notification(request)
         except TimeoutError:
             return PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
         except (MaxAttemptsExceeded, ApnsConnectionError, ConnectionClosed, OSError, ProtocolError):
             return PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
-        return classify_response(int(result.status), result.description)
+        outcome = classify_response(int(result.status), result.description)
+        self._track_auth(outcome)
+        return outcome
+
+    def _track_auth(self, outcome: PushOutcome) -> None:
+        """A 403 about the provider token counts against it; a verdict on a device proves it works."""
+        auth = self._auth
+        if outcome.reason in _PROVIDER_TOKEN_REFUSALS:
+            self._auth = AuthHealth(auth.failures_total + 1, auth.consecutive_failures + 1)
+        elif auth.consecutive_failures and outcome.kind in {OutcomeKind.DELIVERED, OutcomeKind.TOKEN_DEAD}:
+            self._auth = AuthHealth(auth.failures_total, 0)
 
     async def close(self) -> None:
         for client in self._clients.values():
@@ -303,7 +304,7 @@ class ApnsSender:
 def _log_outcome(push: Push, outcome: PushOutcome) -> None:
     fields = {
         "provider": Provider.APNS.value,
-        "environment": push.apns_environment.value,
+        "environment": (outcome.actual_environment or push.apns_environment).value,
         "kind": push.kind.value,
         "collapse_id": push.collapse_id,
     }

@@ -3,6 +3,7 @@
 The domain decides *what* to push (a `Push`); each provider adapter (fcm.py, apns.py) decides
 *how*: it maps the request onto the provider's message format and maps the provider's answer
 onto one of four `OutcomeKind`s. Callers act on the kind only and never on provider status codes.
+Each sender also reports whether its credentials work (`AuthHealth`), for `/readyz` and metrics.
 """
 
 from __future__ import annotations
@@ -67,6 +68,40 @@ class PushOutcome:
     reason: str = ""
     """The provider's own reason string (e.g. "Unregistered", "UNREGISTERED"); never a token."""
     retry_after_s: float | None = field(default=None)
+    actual_environment: ApnsEnvironment | None = None
+    """APNs only: set when the answer came from the *other* APNs environment than the push named,
+    because the token turned out to belong there. The device's snapshot names the wrong
+    environment; the caller reports that (the outcome itself is that environment's answer)."""
+
+
+class SkipReason(StrEnum):
+    """Why the fan-out did not (or no longer) try a push (`notifier_pushes_skipped_total{why}`)."""
+
+    EXPIRED = "expired"
+    """The push's expiry (the round's deadline) passed, or would pass before the next retry."""
+    NO_SENDER = "no_sender"
+    """The provider has no credentials configured."""
+    SHED = "shed"
+    """The provider's in-flight bound and its waiting line were both full."""
+
+
+AUTH_FAILURES_BEFORE_UNHEALTHY = 3
+"""One failed token fetch is noise; three in a row (seconds apart, with backoff) is an outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthHealth:
+    """Whether a sender's credentials work: FCM's OAuth2 access token, APNs' provider token."""
+
+    failures_total: int = 0
+    """Failed access-token fetches (FCM) or provider-token refusals (APNs 403) since start."""
+    consecutive_failures: int = 0
+    """Failures since the last success."""
+
+    @property
+    def ok(self) -> bool:
+        """False after `AUTH_FAILURES_BEFORE_UNHEALTHY` failures in a row, until one succeeds."""
+        return self.consecutive_failures < AUTH_FAILURES_BEFORE_UNHEALTHY
 
 
 class PushSender(Protocol):
@@ -74,6 +109,9 @@ class PushSender(Protocol):
 
     @property
     def provider(self) -> Provider: ...
+
+    @property
+    def auth(self) -> AuthHealth: ...
 
     async def send(self, push: Push) -> PushOutcome: ...
 

@@ -12,8 +12,6 @@ SDK upgrade that moves them fails `create()` loudly instead of sending elsewhere
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import email.utils
 import uuid
 import warnings
@@ -28,12 +26,12 @@ import httpx
 import structlog
 from firebase_admin import _http_client, credentials, messaging
 from firebase_admin._retry import HttpxRetry
-from google.auth.credentials import TokenState
-from google.auth.transport.requests import Request as GoogleAuthRequest
 
 from service.clock import Clock
 from service.errors import PushConfigurationError
-from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.base import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
+from service.push.fcm_token import AccessToken, outcome_of_token_error
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +43,6 @@ _TOKEN_DEAD: Final = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 _TRANSIENT: Final = frozenset(
     {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED"}
 )
-_EXPIRED: Final = dt.datetime(1970, 1, 1)  # noqa: DTZ001 - google-auth keeps expiry as naive UTC
 
 
 # -- pure: Push -> Message ------------------------------------------------------------------------
@@ -156,69 +153,11 @@ def outcome_of_exception(error: BaseException, now_s: float) -> PushOutcome:
     return PushOutcome(OutcomeKind.RETRY_LATER, str(getattr(error, "code", None) or "UNKNOWN"))
 
 
-def outcome_of_token_error(error: google.auth.exceptions.GoogleAuthError) -> PushOutcome:
-    """Map a failure to get an OAuth2 access token onto an outcome."""
-    if isinstance(error, google.auth.exceptions.TransportError):
-        return PushOutcome(OutcomeKind.RETRY_LATER, "token_endpoint_unreachable")
-    if isinstance(error, google.auth.exceptions.RefreshError) and error.retryable:
-        return PushOutcome(OutcomeKind.RETRY_LATER, "token_refresh_failed")
-    return PushOutcome(OutcomeKind.REQUEST_BUG, "token_refresh_rejected")
-
-
 # -- shell ------------------------------------------------------------------------------------------
 
 
-class _AccessToken:
-    """Keeps the service account's OAuth2 access token valid without blocking the event loop.
-
-    firebase-admin's own HTTP auth flow refreshes the token with synchronous `requests` inside the
-    event loop (and twice more after any 401). Here a missing or expired token is fetched in a
-    worker thread, once for all the sends waiting on it; a token about to expire is refreshed in the
-    background while sends go on with the current one.
-    """
-
-    def __init__(self, credential: Any) -> None:
-        self._credential = credential
-        self._request = GoogleAuthRequest()
-        self._lock = asyncio.Lock()
-        self._background: asyncio.Task[None] | None = None
-
-    async def ensure_valid(self) -> None:
-        state = self._credential.token_state
-        if state is TokenState.FRESH:
-            return
-        if state is TokenState.STALE:
-            if self._background is None or self._background.done():
-                self._background = asyncio.create_task(self._refresh_in_background())
-            return
-        await self._refresh()
-
-    def invalidate(self) -> None:
-        """FCM rejected the token: fetch a new one before the next send."""
-        self._credential.expiry = _EXPIRED
-
-    async def _refresh(self) -> None:
-        async with self._lock:
-            if self._credential.token_state is not TokenState.FRESH:
-                await asyncio.to_thread(self._credential.refresh, self._request)
-
-    async def _refresh_in_background(self) -> None:
-        try:
-            await self._refresh()
-        except google.auth.exceptions.GoogleAuthError as error:
-            # The current token is still valid; the next send tries again.
-            log.warning("fcm_token_refresh_failed", error=type(error).__name__)
-
-    async def close(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-        self._request.session.close()
-
-
 class _BearerAuth(httpx.Auth):
-    """Puts the current access token on each FCM request; never refreshes (see `_AccessToken`)."""
+    """Puts the current access token on each FCM request; never refreshes (see `AccessToken`)."""
 
     def __init__(self, credential: Any) -> None:
         self._credential = credential
@@ -269,7 +208,7 @@ class FcmSender:
     """`PushSender` for FCM. Build it with `await FcmSender.create(...)`; `close()` when done."""
 
     def __init__(
-        self, *, app: firebase_admin.App, client: Any, token: _AccessToken, clock: Clock, timeout_s: float
+        self, *, app: firebase_admin.App, client: Any, token: AccessToken, clock: Clock, timeout_s: float
     ) -> None:
         self._app = app
         self._client = client
@@ -286,10 +225,13 @@ class FcmSender:
         clock: Clock,
         endpoint: str = FCM_ENDPOINT,
         timeout_s: float = 10.0,
+        token_retry_base_s: float = TOKEN_RETRY_BASE_S,
     ) -> FcmSender:
         """A sender with its own firebase-admin app for the service account in `service_account_file`.
 
         `endpoint` is the FCM base URL (scheme, host, port); anything but Google's is for fakes.
+        The first access token is fetched in the background at once; a failed fetch is retried
+        after `token_retry_base_s`, doubling up to a minute.
         """
         url = urlsplit(endpoint)
         if url.scheme not in {"http", "https"} or not url.netloc or url.path not in {"", "/"}:
@@ -311,11 +253,17 @@ class FcmSender:
             await asyncio.to_thread(firebase_admin.delete_app, app)
             raise
         log.info("fcm_sender_ready", project_id=app.project_id, endpoint=endpoint.rstrip("/"))
-        return cls(app=app, client=client, token=_AccessToken(credential), clock=clock, timeout_s=timeout_s)
+        token = AccessToken(credential, timeout_s=timeout_s, retry_base_s=token_retry_base_s)
+        token.start()
+        return cls(app=app, client=client, token=token, clock=clock, timeout_s=timeout_s)
 
     @property
     def provider(self) -> Provider:
         return Provider.FCM
+
+    @property
+    def auth(self) -> AuthHealth:
+        return self._token.health
 
     async def send(self, push: Push) -> PushOutcome:
         outcome = await self._send(push)
@@ -326,13 +274,15 @@ class FcmSender:
         try:
             message = build_message(push, self._clock.now_ms())
             async with asyncio.timeout(self._timeout_s):
-                await self._token.ensure_valid()
+                no_token = await self._token.ensure_valid()
+                if no_token is not None:
+                    return no_token
                 batch = await messaging.send_each_async([message], app=self._app)
         except TimeoutError:
             return PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
         except ValueError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "invalid_push")
-        except google.auth.exceptions.GoogleAuthError as error:
+        except google.auth.exceptions.GoogleAuthError as error:  # firebase-admin's own auth, if ever
             return outcome_of_token_error(error)
         except firebase_admin.exceptions.FirebaseError as error:
             outcome = outcome_of_exception(error, self._clock.now_ms() / 1000)

@@ -47,6 +47,7 @@ async def build_senders(settings: Settings, clock: Clock) -> list[PushSender]:
                 sandbox_url=settings.apns_sandbox_endpoint,
                 extra_ca_file=settings.apns_ca_file,
                 timeout_s=settings.push_timeout_seconds,
+                clock=clock,
             )
         )
     return senders

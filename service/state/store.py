@@ -21,6 +21,15 @@ class PartitionStore:
         self._timers: list[tuple[int, str]] = []
         self._pending = 0
 
+    @classmethod
+    def restored(cls, partition: int, states: dict[str, ChatState]) -> PartitionStore:
+        """A store holding `states` (replayed from the changelog), its timers rebuilt."""
+        store = cls(partition)
+        store._chats = states  # adopt the replayed dict instead of copying a million entries
+        store._pending = sum(isinstance(state, PendingRound) for state in states.values())
+        store.schedule_all()
+        return store
+
     def get(self, chat_id: str) -> ChatState | None:
         return self._chats.get(chat_id)
 

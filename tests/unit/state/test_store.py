@@ -39,3 +39,10 @@ def test_schedule_all_rebuilds_timers_from_states() -> None:
     store.put(ClosedRound("r-b", "b", Outcome.ENDED, 5, 70))
     store.schedule_all()
     assert store.pop_due(100, limit=10) == ["a", "b"]
+
+
+def test_restored_store_counts_pending_rounds_and_rebuilds_timers() -> None:
+    states = {"a": pending("a", 50), "b": ClosedRound("r-b", "b", Outcome.ENDED, 5, 70), "c": pending("c", 10)}
+    store = PartitionStore.restored(3, dict(states))
+    assert (store.partition, store.pending_count, store.chat_count) == (3, 2, 3)
+    assert store.pop_due(100, limit=10) == ["c", "a", "b"]
