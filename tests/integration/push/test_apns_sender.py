@@ -175,9 +175,11 @@ async def test_sandbox_pushes_go_to_the_sandbox_endpoint(
     ],
 )
 async def test_each_apns_answer_maps_to_its_outcome(
-    sender: ApnsSender, production: ApnsFake, fault: ApnsFault, expected: PushOutcome
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake, fault: ApnsFault, expected: PushOutcome
 ) -> None:
+    # In both environments: a BadDeviceToken is asked of the other one too (see the tests below).
     production.set_fault("c0", fault)
+    sandbox.set_fault("c0", fault)
 
     assert await sender.send(apns_push("c0")) == expected
     assert await sender.send(apns_push("c1")) == PushOutcome(OutcomeKind.DELIVERED)

@@ -12,11 +12,11 @@ from service.push.apns import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
     ApnsNotification,
-    _ExpiringRequest,
     build_notification,
     classify_response,
     parse_endpoint,
 )
+from service.push.apns_protocol import ExpiringRequest
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 
 NOW_MS = 1_800_000_000_000
@@ -134,9 +134,7 @@ def test_endpoints_that_are_not_https_base_urls_are_refused(url: str) -> None:
 
 def test_expiring_request_turns_the_deadline_into_the_ttl_aioapns_adds_to_now() -> None:
     deadline_s = int(time.time()) + 45
-    request = _ExpiringRequest(
-        expires_at_s=deadline_s, device_token="a1", message={"aps": {}}, time_to_live=7
-    )
+    request = ExpiringRequest(expires_at_s=deadline_s, device_token="a1", message={"aps": {}}, time_to_live=7)
 
     header = int(time.time()) + request.time_to_live  # what aioapns writes as apns-expiration
 

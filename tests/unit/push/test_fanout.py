@@ -11,7 +11,7 @@ import pytest
 from service.domain.effects import AddressedPush, SendPushes
 from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.base import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fanout import DeviceRejected, FanOut, FanOutFinished, FanOutReport, RetryPolicy
 
 NOW = 1_800_000_000_000
@@ -40,6 +40,10 @@ class ScriptedSender:
     @property
     def provider(self) -> Provider:
         return self._provider
+
+    @property
+    def auth(self) -> AuthHealth:
+        return AuthHealth()
 
     async def send(self, push: Push) -> PushOutcome:
         self.sent.append(push)

@@ -17,10 +17,10 @@ from service.push.fcm import (
     classify_error,
     fcm_error_code,
     outcome_of_exception,
-    outcome_of_token_error,
     parse_retry_after,
     ttl_seconds,
 )
+from service.push.fcm_token import outcome_of_token_error
 
 NOW_MS = 1_800_000_000_000
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
