@@ -10,9 +10,10 @@ does, and the answer echoes `apns-id`: 200 with no body, or a status with `{"rea
 (410 adds `timestamp`).
 
 Accepted notifications land in `notifications` with the fake's `name`, so one fake can play
-production and another sandbox. Faults: per device token (`set_fault`: status + reason, delay,
-hang, drop the connection), for every request (`set_outage`), and a global added latency. The
-server runs on 127.0.0.1 on a free port in its own thread (see `devtools.fakes`).
+production and another sandbox; the device token of every request, answered or not, lands in
+`requests`. Faults: per device token (`set_fault`: status + reason, delay, hang, drop the
+connection), for every request (`set_outage`), and a global added latency. The server runs on
+127.0.0.1 on a free port in its own thread (see `devtools.fakes`).
 """
 
 from __future__ import annotations
@@ -216,6 +217,8 @@ class ApnsFake:
         self.latency_s = latency_s
         self.max_concurrent_streams = max_concurrent_streams
         self.notifications: Recorder[ReceivedNotification] = Recorder()
+        self.requests: Recorder[str] = Recorder()
+        """The device token of every complete request, as it arrives (before any fault or check)."""
         self.resets: Recorder[int] = Recorder()
         """Ids of the streams the client reset (RST_STREAM), e.g. after giving up on an answer."""
         self.connections: set[_Connection] = set()
@@ -314,11 +317,12 @@ class ApnsFake:
         self, headers: dict[str, str], body: bytes, connection: _Connection
     ) -> tuple[int, str | None] | None:
         """(status, reason) for one request, or None for no answer at all."""
+        token_match = _TOKEN.match(headers.get(":path", ""))
+        self.requests.append(token_match.group(1) if token_match else "")
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if self._outage is not None:
             return await self._apply(self._outage, connection)
-        token_match = _TOKEN.match(headers.get(":path", ""))
         problem = self._problem(headers, body, token_match)
         if problem is not None:
             return problem

@@ -8,7 +8,8 @@ v1 message shape minimally and answers `{"name": "projects/<p>/messages/<id>"}`,
 error body (`error.details[].errorCode` under the `FcmError` type, which firebase-admin parses).
 
 Accepted messages land in `messages` (a `Recorder`), every send attempt in `attempts`. Faults:
-per registration token (`set_fault`), for every send (`set_outage`), and a global added latency.
+per registration token (`set_fault`), for every send (`set_outage`), for the token endpoint
+(`set_token_outage`: an error status, or a dropped connection), and a global added latency.
 The server runs on 127.0.0.1 on a free port in its own thread (see `devtools.fakes`).
 """
 
@@ -66,6 +67,18 @@ class FcmFault:
     """Answer (or fail) only after this long."""
     hang: bool = False
     """Never answer (until the fake stops)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFault:
+    """What the token endpoint does instead of issuing an access token."""
+
+    http_status: int = 503
+    """Answer this status with an OAuth2 error body. google-auth retries 5xx and 429 itself
+    (three attempts about 1 s and 2 s apart); 400 and 401 it treats as a final refusal."""
+    error: str = "internal_failure"
+    drop_connection: bool = False
+    """Close the connection without an answer (google-auth: a TransportError, not retried)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,9 @@ class FcmFake:
         """Every well-formed send as it arrives, before its answer: shows what is in flight."""
         self.token_requests: Recorder[float] = Recorder()
         """`time.monotonic()` of each access token the fake issued."""
+        self.token_attempts: Recorder[float] = Recorder()
+        """`time.monotonic()` of every request to the token endpoint, issued or not."""
+        self._token_outage: TokenFault | None = None
         self._accounts: dict[str, _Account] = {}
         self._issued: dict[str, float] = {}
         self._faults: dict[str, FcmFault] = {}
@@ -186,6 +202,10 @@ class FcmFake:
     def set_outage(self, fault: FcmFault | None) -> None:
         """Apply `fault` to every send (e.g. `FcmFault("UNAVAILABLE")`); None ends the outage."""
         self._outage = fault
+
+    def set_token_outage(self, fault: TokenFault | None) -> None:
+        """Apply `fault` to every token request (e.g. `TokenFault(drop_connection=True)`); None ends it."""
+        self._token_outage = fault
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token: the next send with one gets 401."""
@@ -248,7 +268,14 @@ class FcmFake:
     # -- handlers (fake's thread) -------------------------------------------------------------------
 
     async def _token(self, request: web.Request) -> web.Response:
+        self.token_attempts.append(time.monotonic())
         form = await request.post()
+        outage = self._token_outage
+        if outage is not None and outage.drop_connection and request.transport is not None:
+            request.transport.abort()
+            raise web.HTTPServiceUnavailable  # never reaches the client: the connection is gone
+        if outage is not None:
+            return web.json_response({"error": outage.error}, status=outage.http_status)
         if form.get("grant_type") != JWT_BEARER_GRANT:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         assertion = str(form.get("assertion", ""))
