@@ -15,6 +15,7 @@ from service.push.apns import (
     build_notification,
     classify_response,
     parse_endpoint,
+    settle_environment,
 )
 from service.push.apns_protocol import ExpiringRequest
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
@@ -112,6 +113,79 @@ TOKEN_DEAD, RETRY, BUG = OutcomeKind.TOKEN_DEAD, OutcomeKind.RETRY_LATER, Outcom
 )
 def test_response_classification(status: int, reason: str | None, outcome: PushOutcome) -> None:
     assert classify_response(status, reason) == outcome
+
+
+PROD, SANDBOX = ApnsEnvironment.PRODUCTION, ApnsEnvironment.SANDBOX
+BAD_TOKEN = PushOutcome(TOKEN_DEAD, "BadDeviceToken")
+
+
+@pytest.mark.parametrize(
+    ("named", "tried", "first", "retried", "settled"),
+    [
+        # The environment the snapshot names answers: nothing else to say.
+        (PROD, PROD, PushOutcome(OutcomeKind.DELIVERED), None, PushOutcome(OutcomeKind.DELIVERED)),
+        (PROD, PROD, PushOutcome(TOKEN_DEAD, "Unregistered"), None, PushOutcome(TOKEN_DEAD, "Unregistered")),
+        (SANDBOX, SANDBOX, PushOutcome(RETRY, "timeout"), None, PushOutcome(RETRY, "timeout")),
+        # BadDeviceToken, and the other environment knows the token: a mismatch, that answer counts.
+        (
+            PROD,
+            PROD,
+            BAD_TOKEN,
+            PushOutcome(OutcomeKind.DELIVERED),
+            PushOutcome(OutcomeKind.DELIVERED, actual_environment=SANDBOX),
+        ),
+        (
+            SANDBOX,
+            SANDBOX,
+            BAD_TOKEN,
+            PushOutcome(OutcomeKind.DELIVERED),
+            PushOutcome(OutcomeKind.DELIVERED, actual_environment=PROD),
+        ),
+        (
+            PROD,
+            PROD,
+            BAD_TOKEN,
+            PushOutcome(TOKEN_DEAD, "Unregistered"),
+            PushOutcome(TOKEN_DEAD, "Unregistered", actual_environment=SANDBOX),
+        ),
+        # Unknown in both environments: a dead token like any other.
+        (PROD, PROD, BAD_TOKEN, BAD_TOKEN, BAD_TOKEN),
+        # The other environment gives no verdict: not dropped on a guess.
+        (
+            PROD,
+            PROD,
+            BAD_TOKEN,
+            PushOutcome(RETRY, "ServiceUnavailable", retry_after_s=3.0),
+            PushOutcome(RETRY, "BadDeviceToken;sandbox:ServiceUnavailable", retry_after_s=3.0),
+        ),
+        (
+            SANDBOX,
+            SANDBOX,
+            BAD_TOKEN,
+            PushOutcome(BUG, "TopicDisallowed"),
+            PushOutcome(BUG, "BadDeviceToken;production:TopicDisallowed"),
+        ),
+        # Sent straight to where the token was found before (snapshot still wrong): still a mismatch.
+        (
+            PROD,
+            SANDBOX,
+            PushOutcome(OutcomeKind.DELIVERED),
+            None,
+            PushOutcome(OutcomeKind.DELIVERED, actual_environment=SANDBOX),
+        ),
+        (PROD, SANDBOX, PushOutcome(RETRY, "timeout"), None, PushOutcome(RETRY, "timeout")),
+        # ... and if it is gone from there but the named environment knows it, no mismatch.
+        (PROD, SANDBOX, BAD_TOKEN, PushOutcome(OutcomeKind.DELIVERED), PushOutcome(OutcomeKind.DELIVERED)),
+    ],
+)
+def test_settling_which_environment_a_token_belongs_to(
+    named: ApnsEnvironment,
+    tried: ApnsEnvironment,
+    first: PushOutcome,
+    retried: PushOutcome | None,
+    settled: PushOutcome,
+) -> None:
+    assert settle_environment(named, tried, first, retried) == settled
 
 
 @pytest.mark.parametrize(
