@@ -309,3 +309,130 @@ async def test_unusable_settings_fail_creation(credentials: GeneratedCredentials
         await ApnsSender.create(key_file=tmp_path / "missing.p8", **common)
     with pytest.raises(PushConfigurationError, match="APNs settings unusable"):
         await ApnsSender.create(key_file=credentials.apns_key, production_url="http://x", **common)
+
+
+# -- a token of the other environment ------------------------------------------------------------
+
+
+async def test_a_production_device_whose_token_is_a_sandbox_token_is_delivered_there_and_flagged(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    production.set_fault("5a", ApnsFault(400, "BadDeviceToken"))  # Apple's answer for a sandbox token
+
+    outcome = await sender.send(apns_push("5a"))
+    again = await sender.send(apns_push("5a"))
+
+    expected = PushOutcome(OutcomeKind.DELIVERED, actual_environment=ApnsEnvironment.SANDBOX)
+    assert (outcome, again) == (expected, expected), "still a mismatch while the snapshot is wrong"
+    assert [n.token for n in sandbox.notifications.items] == ["5a", "5a"]
+    assert production.requests.items == ["5a"], "once found in the sandbox, sent straight there"
+
+
+async def test_a_sandbox_device_whose_token_is_a_production_token_is_delivered_there_and_flagged(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    sandbox.set_fault("5b", ApnsFault(400, "BadDeviceToken"))
+
+    outcome = await sender.send(apns_push("5b", apns_environment=ApnsEnvironment.SANDBOX))
+
+    assert outcome == PushOutcome(OutcomeKind.DELIVERED, actual_environment=ApnsEnvironment.PRODUCTION)
+    assert [n.token for n in production.notifications.items] == ["5b"]
+
+
+async def test_a_token_unknown_in_both_environments_is_dead(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    for fake in (production, sandbox):
+        fake.set_fault("5c", ApnsFault(400, "BadDeviceToken"))
+
+    assert await sender.send(apns_push("5c")) == PushOutcome(OutcomeKind.TOKEN_DEAD, "BadDeviceToken")
+    assert (production.requests.items, sandbox.requests.items) == (["5c"], ["5c"])
+
+
+async def test_a_bad_device_token_is_not_dropped_while_the_other_environment_cannot_answer(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    production.set_fault("5d", ApnsFault(400, "BadDeviceToken"))
+    sandbox.set_outage(ApnsFault(503, "ServiceUnavailable"))
+
+    outcome = await sender.send(apns_push("5d"))
+
+    assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "BadDeviceToken;sandbox:ServiceUnavailable")
+    sandbox.set_outage(None)
+    assert (await sender.send(apns_push("5d"))).actual_environment is ApnsEnvironment.SANDBOX
+
+
+# -- the provider token --------------------------------------------------------------------------
+
+
+class ShiftedClock:
+    """The real clock, with monotonic time moved ahead at will (`iat` stays real for the fakes)."""
+
+    def __init__(self) -> None:
+        self.ahead_s = 0.0
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead_s
+
+
+async def test_all_connections_in_both_environments_share_one_provider_token(
+    sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
+) -> None:
+    # aioapns would sign a new token for every new connection; dropped connections make new ones.
+    for token in ("d0", "d1"):
+        production.set_fault(token, ApnsFault(drop_connection=True))
+
+    outcomes = [
+        await sender.send(apns_push("00")),
+        await sender.send(apns_push("d0")),
+        await sender.send(apns_push("01")),
+        await sender.send(apns_push("d1")),
+        await sender.send(apns_push("02")),
+        await sender.send(apns_push("ab", apns_environment=ApnsEnvironment.SANDBOX)),
+    ]
+
+    assert [o.kind for o in outcomes] == [
+        OutcomeKind.DELIVERED,
+        OutcomeKind.RETRY_LATER,
+        OutcomeKind.DELIVERED,
+        OutcomeKind.RETRY_LATER,
+        OutcomeKind.DELIVERED,
+        OutcomeKind.DELIVERED,
+    ]
+    assert production.connections_accepted == 3
+    assert production.provider_tokens_seen == sandbox.provider_tokens_seen == 1
+    assert sender.provider_token.tokens_signed == 1
+
+
+async def test_the_provider_token_is_re_signed_after_40_minutes_not_before(
+    make_sender: MakeSender, production: ApnsFake
+) -> None:
+    clock = ShiftedClock()
+    sender = await make_sender(clock=clock)
+
+    await sender.send(apns_push("01"))
+    clock.ahead_s = 39 * 60 + 59
+    await sender.send(apns_push("02"))
+    assert production.provider_tokens_seen == 1
+    clock.ahead_s = 40 * 60
+    outcome = await sender.send(apns_push("03"))
+
+    assert outcome.kind is OutcomeKind.DELIVERED, "the fake accepts the re-signed token"
+    assert production.provider_tokens_seen == 2
+    assert production.connections_accepted == 1, "the same connection signs with the new token"
+
+
+async def test_provider_token_refusals_make_the_credentials_unhealthy_until_one_works(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    production.set_outage(ApnsFault(403, "ExpiredProviderToken"))
+    for _ in range(3):
+        assert (await sender.send(apns_push("07"))).reason == "ExpiredProviderToken"
+    assert (sender.auth.ok, sender.auth.consecutive_failures) == (False, 3)
+
+    production.set_outage(None)
+    assert (await sender.send(apns_push("07"))).kind is OutcomeKind.DELIVERED
+    assert (sender.auth.ok, sender.auth.failures_total, sender.auth.consecutive_failures) == (True, 3, 0)

@@ -13,10 +13,11 @@ import pytest
 from firebase_admin import messaging
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
-from devtools.fakes.fcm import FcmFake, FcmFault
+from devtools.fakes.fcm import FcmFake, FcmFault, TokenFault
 from service.errors import PushConfigurationError
 from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import FCM_ENDPOINT, FcmSender
+from tests.integration.kafka_helpers import eventually
 
 PROJECT = "livechat-notifier-test"
 NOW_MS = 1_800_000_000_000
@@ -76,6 +77,7 @@ async def make_sender(fcm_fake: FcmFake, credentials: GeneratedCredentials) -> A
             clock=FixedClock(),
             endpoint=endpoint or fcm_fake.url,
             timeout_s=timeout_s,
+            **kwargs,
         )
         senders.append(sender)
         return sender
@@ -300,3 +302,39 @@ async def test_close_is_idempotent(make_sender: MakeSender) -> None:
 
     await sender.close()
     await sender.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "refused"),
+    [
+        (
+            TokenFault(drop_connection=True),
+            PushOutcome(OutcomeKind.RETRY_LATER, "token_endpoint_unreachable"),
+        ),
+        (TokenFault(400, "invalid_grant"), PushOutcome(OutcomeKind.REQUEST_BUG, "token_refresh_rejected")),
+    ],
+)
+async def test_token_fetch_failures_are_retried_in_the_background_and_surface_in_auth_health(
+    make_sender: MakeSender, fcm_fake: FcmFake, fault: TokenFault, refused: PushOutcome
+) -> None:
+    fcm_fake.set_token_outage(fault)
+    sender = await make_sender(token_retry_base_s=0.05)
+
+    # Fetched at start, then retried with backoff without any send asking for it.
+    await fcm_fake.token_attempts.wait_for(lambda attempts: len(attempts) >= 3, timeout=5)
+    await eventually(lambda: not sender.auth.ok, 5, "credentials reported unhealthy")
+    assert sender.auth.failures_total >= 3
+
+    # Sends fail at once with the reason instead of each starting a fetch of their own.
+    before = len(fcm_fake.token_attempts.items)
+    outcomes = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(20)))
+    assert set(outcomes) == {refused}
+    assert len(fcm_fake.token_attempts.items) - before <= 1, "a fetch per send"
+    assert fcm_fake.attempts.items == []
+
+    fcm_fake.set_token_outage(None)
+    await fcm_fake.token_requests.wait_for(lambda issued: len(issued) == 1, timeout=10)
+    await eventually(lambda: sender.auth.ok, 5, "credentials healthy again")
+    assert sender.auth.consecutive_failures == 0
+    assert (await sender.send(fcm_push())).kind is OutcomeKind.DELIVERED
+    assert fcm_fake.token_fetches == 1
