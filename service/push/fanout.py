@@ -70,7 +70,7 @@ WAITING_PER_SLOT = 5
 """Default waiting line: 5 pushes per in-flight slot (1,000 at the default 200). firebase-admin costs
 2.4-3.4 ms of CPU per push (shared/FACTS.md), so a healthy FCM works off 1,000 waiting pushes in
 about 3 s (aioapns in about 1 s): a burst such as a catch-up batch waits instead of being shed,
-while a provider that hangs fills the line within one timeout and sheds from then on."""
+while behind a provider that hangs the line soon fills and later pushes are shed at once."""
 
 
 class ProviderGate:

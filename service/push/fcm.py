@@ -4,9 +4,10 @@ The pure half (`build_message`, `ttl_seconds`, `fcm_error_code`, `parse_retry_af
 `classify_error`, ...) turns a `Push` into a `messaging.Message` and FCM's answer into an outcome;
 it is tested with plain values. `FcmSender` is the shell: its own named `firebase_admin.App` per
 instance, an endpoint override for local fakes, a per-send timeout, and an OAuth2 access token kept
-valid off the event loop. It reaches into firebase-admin 7.7 internals in one function,
-`_attach_messaging_service`, which says why and checks at start-up that they are still there, so an
-SDK upgrade that moves them fails `create()` loudly instead of sending elsewhere.
+valid off the event loop, its failures retried and counted (`fcm_token.py`). It reaches into
+firebase-admin 7.7 internals in one function, `_attach_messaging_service`, which says why and
+checks at start-up that they are still there, so an SDK upgrade that moves them fails `create()`
+loudly instead of sending elsewhere.
 """
 
 from __future__ import annotations
