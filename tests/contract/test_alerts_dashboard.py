@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+from service.domain.rounds import Outcome
 from service.observability.metrics import Metrics
+from service.push.base import OutcomeKind, Provider
 from tests.contract.chart import ALL_FEATURES, CHART, REPO, only, render
 from tests.contract.promql import inspect, without_grafana_variables
 
@@ -104,6 +106,29 @@ def test_query_check_catches_a_renamed_metric_or_label() -> None:
     assert _problems('sum by (site_id) (rate(notifier_rounds_closed_total{outcome="missed"}[5m]))', exported)
     assert _problems('rate(notifier_pushes_total{outcom="delivered"}[5m])', exported)
     assert _problems('sum(rate(notifier_pushes_total{job="x"},outcome="delivered"}[5m]))', exported)
+
+
+def _label_values() -> dict[tuple[str, str], set[str]]:
+    """(series, label) -> the values the worker gives that label."""
+    return {
+        ("notifier_pushes_total", "outcome"): {kind.value for kind in OutcomeKind},
+        ("notifier_pushes_total", "provider"): {provider.value for provider in Provider},
+        ("notifier_rounds_closed_total", "outcome"): {outcome.value for outcome in Outcome},
+        ("notifier_transactions_total", "result"): {"committed", "aborted"},
+    }
+
+
+def test_queries_match_label_values_the_worker_uses() -> None:
+    known = _label_values()
+    checked = 0
+    for where, expression in _expressions():
+        for series, selector in re.findall(r"\b(notifier_\w+)\{([^}]*)\}", expression):
+            for label, value in re.findall(r'(\w+)=~?"([^"$]*)"', selector):
+                if (series, label) in known:
+                    checked += 1
+                    unknown = set(value.split("|")) - known[series, label]
+                    assert not unknown, f"{where}: {series}{{{label}}} has no value {sorted(unknown)}"
+    assert checked >= 5  # the pattern does find the selectors
 
 
 def test_alerts_cover_what_sres_need() -> None:
