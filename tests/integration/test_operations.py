@@ -26,7 +26,7 @@ async def test_probes_metrics_and_nothing_else_are_served(stack: Stack) -> None:
             assert response.status == 200
             assert await response.json() == {
                 "ok": True,
-                "checks": {"directories_loaded": True, "partitions_restored": True},
+                "checks": {"directories_loaded": True, "partitions_restored": True, "push_credentials": True},
             }
         async with http.get(f"{base}/metrics") as response:
             assert response.status == 200
