@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 IDLE_POLL_MS = 250
 """Longest poll when no timer is near: bounds how late fan-out reports are recorded."""
+COMMIT_TIMEOUT_S = 30.0
+"""Longest a partition's transaction may take before it counts as failed (broker timeout: 60 s)."""
 STALL_AFTER_MS = 5_000
 """An owned partition without a fetch response for this long means the worker cannot progress."""
 
@@ -174,11 +176,14 @@ class ChatWorker:
         return self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
 
     async def _commit(self, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult) -> None:
-        async with producer.transaction():
-            futures = [await _send(producer, record) for record in result.records]
-            if result.next_offset is not None:
-                await producer.send_offsets_to_transaction({tp: result.next_offset}, self._settings.group_id)
-        await asyncio.gather(*futures)
+        # Bounded: a producer that lost its coordinator (or was fenced mid-send) must not hold the
+        # loop, and with it the rebalance listener, forever; a timeout counts as a failed transaction.
+        async with asyncio.timeout(COMMIT_TIMEOUT_S):
+            async with producer.transaction():
+                futures = [await _send(producer, record) for record in result.records]
+                if result.next_offset is not None:
+                    await producer.send_offsets_to_transaction({tp: result.next_offset}, self._settings.group_id)
+            await asyncio.gather(*futures)
         self._metrics.transactions.labels("committed").inc()
 
     def _after_commit(self, partition: int, result: StepResult) -> None:

@@ -114,7 +114,7 @@ async def test_paused_zombie_is_fenced_and_cannot_commit(rig: Rig) -> None:
     def fenced() -> bool:
         return "producer_fenced" in zombie_log.read_text() or "partition_released" in zombie_log.read_text()
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while not fenced():
         assert time.monotonic() < deadline, "the zombie neither got fenced nor gave its partition up"
         await asyncio.sleep(0.2)
