@@ -182,7 +182,9 @@ class ChatWorker:
             async with producer.transaction():
                 futures = [await _send(producer, record) for record in result.records]
                 if result.next_offset is not None:
-                    await producer.send_offsets_to_transaction({tp: result.next_offset}, self._settings.group_id)
+                    await producer.send_offsets_to_transaction(
+                        {tp: result.next_offset}, self._settings.group_id
+                    )
             await asyncio.gather(*futures)
         self._metrics.transactions.labels("committed").inc()
 
