@@ -7,6 +7,7 @@ In the same run and on the same data (one changelog partition holding N pending 
   * measured: the worker's take-over of the partition (`Ownership`'s path: transactional
     producer init, `restore_partition`, timer heap rebuilt).
 Reports both and `baseline_s / restore_s` (target: 1M rounds < 20 s and ratio >= 0.5).
+Part of the suite (`python -m benchmarks`), which calls `measure` on its own broker.
 """
 
 from __future__ import annotations
@@ -62,29 +63,25 @@ async def worker_restore(settings: Settings) -> tuple[float, int]:
     return elapsed, store.pending_count
 
 
-async def run(rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="restore-bench-") as workdir:
-        broker = KafkaBroker(Path(workdir))
-        await asyncio.to_thread(broker.start)
-        try:
-            settings = Settings(
-                kafka_bootstrap_servers=broker.bootstrap_servers,
-                topic_chat_events="bench.chat-events",
-                topic_changelog="bench.changelog",
-            )
-            await ensure_topics(settings, 1, 1)
-            now = time.time_ns() // 1_000_000
-            fill_started = time.perf_counter()
-            await fill_changelog(
-                broker.bootstrap_servers, settings.topic_changelog, 0, rounds, now, now + 3_600_000
-            )
-            fill_s = time.perf_counter() - fill_started
-            baseline_s, read = await bare_read(broker.bootstrap_servers, settings.topic_changelog)
-            restore_s, pending = await worker_restore(settings)
-        finally:
-            await asyncio.to_thread(broker.stop)
+async def measure(bootstrap: str, rounds: int, prefix: str = "bench") -> dict[str, Any]:
+    """Fill `<prefix>.changelog` partition 0 with `rounds` pending rounds on a running broker, then
+    time the bare read and the worker's restore of it (the suite reuses the filled changelog)."""
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_chat_events=f"{prefix}.chat-events",
+        topic_changelog=f"{prefix}.changelog",
+        group_id=f"{prefix}-notifier",
+    )
+    await ensure_topics(settings, 1, 1)
+    now = time.time_ns() // 1_000_000
+    fill_started = time.perf_counter()
+    await fill_changelog(bootstrap, settings.topic_changelog, 0, rounds, now, now + 3_600_000)
+    fill_s = time.perf_counter() - fill_started
+    baseline_s, read = await bare_read(bootstrap, settings.topic_changelog)
+    restore_s, pending = await worker_restore(settings)
     return {
         "rounds": rounds,
+        "changelog_topic": settings.topic_changelog,
         "fill_s": round(fill_s, 2),
         "baseline_bare_consumer_s": round(baseline_s, 2),
         "baseline_records": read,
@@ -92,6 +89,16 @@ async def run(rounds: int) -> dict[str, Any]:
         "restored_pending_rounds": pending,
         "ratio_baseline_over_restore": round(baseline_s / restore_s, 3),
     }
+
+
+async def run(rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="restore-bench-") as workdir:
+        broker = KafkaBroker(Path(workdir))
+        await asyncio.to_thread(broker.start)
+        try:
+            return await measure(broker.bootstrap_servers, rounds)
+        finally:
+            await asyncio.to_thread(broker.stop)
 
 
 def main() -> None:

@@ -1,0 +1,224 @@
+"""Push cost and rate: our senders (firebase-admin / aioapns inside `FcmSender` / `ApnsSender`) vs a
+bare HTTP client posting the same payloads to the same provider fakes, in one process and one run.
+
+Each contender sends `pushes` alert pushes with at most `concurrency` in flight to a fake that
+answers after `latency_s`. Client CPU is `time.thread_time()` of this thread (the fakes run their
+own event loops in threads of their own, see `devtools.fakes`), divided by the pushes; the rate is
+pushes over wall time. A warm-up (connections, OAuth / provider token) is not counted.
+
+Bare FCM: aiohttp, one OAuth2 access token fetched once with google-auth and cached, FCM v1 JSON
+built per push. Bare APNs: httpx with HTTP/2 on one TLS connection, one ES256 provider token
+signed once with PyJWT, the APNs JSON payload and headers built per push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import jwt
+from google.auth.transport.requests import Request
+from google.oauth2 import service_account
+
+from benchmarks.rig import now_ms, ratio
+from devtools.credentials import GeneratedCredentials, generate_credentials
+from devtools.fakes.apns import ApnsFake
+from devtools.fakes.fcm import FcmFake
+from service.clock import SystemClock
+from service.push.apns import ApnsSender
+from service.push.base import OutcomeKind, Provider, Push, PushKind
+from service.push.fcm import FcmSender
+
+TOPIC = "com.example.livechat.bench"
+PROJECT = "bench-project"
+WARM_UP = 20
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+
+
+def make_push(provider: Provider, i: int) -> Push:
+    chat_id = f"chat-push-{i:08d}"
+    return Push(
+        provider=provider,
+        token=f"{'cd' * 16}{i:032x}",
+        kind=PushKind.HANDOFF_REQUESTED,
+        collapse_id=chat_id,
+        expires_at_ms=now_ms() + 120_000,
+        data={"type": "handoff_requested", "chat_id": chat_id, "site_id": "site-bench", "open_tab": "active"},
+        title="Live chat request · Bench Tours",
+        body="Ada is waiting for an agent",
+    )
+
+
+async def drive(
+    send: Callable[[Push], Awaitable[bool]], provider: Provider, pushes: int, concurrency: int
+) -> dict[str, float]:
+    """Send `pushes` pushes with `concurrency` in flight; CPU of this thread per push and pushes/s."""
+    for ok in await asyncio.gather(*(send(make_push(provider, i)) for i in range(WARM_UP))):
+        if not ok:
+            raise RuntimeError(f"{provider} warm-up push failed")
+    items = [make_push(provider, WARM_UP + i) for i in range(pushes)]
+    queue = iter(items)
+    failures = 0
+
+    async def lane() -> None:
+        nonlocal failures
+        for push in queue:
+            if not await send(push):
+                failures += 1
+
+    cpu = time.thread_time()
+    wall = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    wall = time.perf_counter() - wall
+    cpu = time.thread_time() - cpu
+    return {
+        "pushes": pushes,
+        "failures": failures,
+        "cpu_us_per_push": round(cpu / pushes * 1e6, 1),
+        "pushes_per_s": round(pushes / wall, 1),
+    }
+
+
+def fcm_v1_body(push: Push) -> dict[str, Any]:
+    """The FCM v1 request body a bare client writes for an alert push (what firebase-admin sends)."""
+    ttl = max(0, push.expires_at_ms - now_ms()) // 1000
+    return {
+        "message": {
+            "token": push.token,
+            "data": dict(push.data),
+            "notification": {"title": push.title, "body": push.body},
+            "android": {
+                "collapse_key": push.collapse_id,
+                "priority": "high",
+                "ttl": f"{ttl}s",
+                "notification": {"tag": push.collapse_id},
+            },
+        }
+    }
+
+
+async def fcm(
+    credentials: GeneratedCredentials, fake: FcmFake, pushes: int, concurrency: int
+) -> dict[str, Any]:
+    sender = await FcmSender.create(
+        service_account_file=credentials.fcm_service_account, clock=SystemClock(), endpoint=fake.url
+    )
+
+    async def via_sender(push: Push) -> bool:
+        return (await sender.send(push)).kind is OutcomeKind.DELIVERED
+
+    try:
+        ours = await drive(via_sender, Provider.FCM, pushes, concurrency)
+    finally:
+        await sender.close()
+
+    account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+        str(credentials.fcm_service_account), scopes=[FCM_SCOPE]
+    )
+    await asyncio.to_thread(account.refresh, Request())
+    url = f"{fake.url}/v1/projects/{credentials.fcm_project_id}/messages:send"
+    headers = {"Authorization": f"Bearer {account.token}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+        async def bare_send(push: Push) -> bool:
+            async with http.post(url, json=fcm_v1_body(push)) as response:
+                answer = await response.json()
+                return response.status == 200 and "name" in answer
+
+        bare = await drive(bare_send, Provider.FCM, pushes, concurrency)
+    return {"sender": ours, "bare_aiohttp": bare, **_ratios(ours, bare)}
+
+
+async def apns(
+    credentials: GeneratedCredentials, fake: ApnsFake, pushes: int, concurrency: int
+) -> dict[str, Any]:
+    sender = await ApnsSender.create(
+        key_file=credentials.apns_key,
+        key_id=credentials.apns_key_id,
+        team_id=credentials.apns_team_id,
+        topic=TOPIC,
+        production_url=fake.url,
+        sandbox_url=fake.url,
+        extra_ca_file=credentials.ca_cert,
+    )
+
+    async def via_sender(push: Push) -> bool:
+        return (await sender.send(push)).kind is OutcomeKind.DELIVERED
+
+    try:
+        ours = await drive(via_sender, Provider.APNS, pushes, concurrency)
+    finally:
+        await sender.close()
+
+    provider_token = jwt.encode(
+        {"iss": credentials.apns_team_id, "iat": int(time.time())},
+        credentials.apns_key.read_text(),
+        algorithm="ES256",
+        headers={"kid": credentials.apns_key_id},
+    )
+    context = ssl.create_default_context(cafile=str(credentials.ca_cert))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(http2=True, verify=context, limits=limits, base_url=fake.url) as http:
+
+        async def bare_send(push: Push) -> bool:
+            payload = {
+                "aps": {"alert": {"title": push.title, "body": push.body}, "sound": "default"},
+                **push.data,
+            }
+            response = await http.post(
+                f"/3/device/{push.token}",
+                content=json.dumps(payload, separators=(",", ":")).encode(),
+                headers={
+                    "authorization": f"bearer {provider_token}",
+                    "apns-topic": TOPIC,
+                    "apns-push-type": "alert",
+                    "apns-priority": "10",
+                    "apns-expiration": str(push.expires_at_ms // 1000),
+                    "apns-collapse-id": push.collapse_id,
+                },
+            )
+            return response.status_code == 200
+
+        bare = await drive(bare_send, Provider.APNS, pushes, concurrency)
+    return {"sender": ours, "bare_httpx_h2": bare, **_ratios(ours, bare)}
+
+
+def _ratios(ours: dict[str, float], bare: dict[str, float]) -> dict[str, float | None]:
+    return {
+        "ratio_cpu_sender_over_bare": ratio(ours["cpu_us_per_push"], bare["cpu_us_per_push"]),
+        "ratio_rate_sender_over_bare": ratio(ours["pushes_per_s"], bare["pushes_per_s"]),
+    }
+
+
+async def run(workdir: Path, pushes: int, concurrency: int, latency_s: float) -> dict[str, Any]:
+    fcm_fake = FcmFake(project_id=PROJECT, latency_s=latency_s)
+    await fcm_fake.start()
+    try:
+        credentials = generate_credentials(
+            workdir / "push-credentials", fcm_token_uri=fcm_fake.token_uri, fcm_project_id=PROJECT
+        )
+        fcm_fake.trust_service_account(credentials.fcm_service_account)
+        fcm_result = await fcm(credentials, fcm_fake, pushes, concurrency)
+    finally:
+        await fcm_fake.stop()
+    apns_fake = ApnsFake(credentials, name="production", topic=TOPIC, latency_s=latency_s)
+    await apns_fake.start()
+    try:
+        apns_result = await apns(credentials, apns_fake, pushes, concurrency)
+    finally:
+        await apns_fake.stop()
+    return {
+        "pushes": pushes,
+        "concurrency": concurrency,
+        "latency_s": latency_s,
+        "fcm": fcm_result,
+        "apns": apns_result,
+    }

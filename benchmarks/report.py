@@ -1,0 +1,236 @@
+"""The suite's results as rows (figure, measured, baseline, ratio, target, met), a Markdown table
+and a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+Row = dict[str, Any]
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _row(
+    figure: str, measured: str, baseline: str, ratio: float | None, target: str, *, met: bool | None
+) -> Row:
+    return {
+        "figure": figure,
+        "measured": measured,
+        "baseline": baseline,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def _all(*conditions: bool | None) -> bool | None:
+    if any(c is None for c in conditions):
+        return None
+    return all(conditions)
+
+
+def _le(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def _ge(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value >= limit
+
+
+def evaluate(results: dict[str, Any]) -> list[Row]:
+    """One row per figure of issue #6, with the verdict against its target (None: not measured)."""
+    rows: list[Row] = []
+    worker = _num(_get(results, "throughput", "worker", "events_per_s"))
+    bare = _num(_get(results, "throughput", "bare_loop", "events_per_s"))
+    tp_ratio = _num(_get(results, "throughput", "ratio_worker_over_bare"))
+    rows.append(
+        _row(
+            "event throughput (events/s)",
+            f"{worker:,.0f}" if worker else "-",
+            f"{bare:,.0f}" if bare else "-",
+            tp_ratio,
+            ">= 20,000/s and >= 0.5x bare loop",
+            met=_all(_ge(worker, 20_000), _ge(tp_ratio, 0.5)),
+        )
+    )
+    p99 = _num(_get(results, "deadlines", "lateness", "p99_ms"))
+    worst = _num(_get(results, "deadlines", "lateness", "max_ms"))
+    pending = _get(results, "deadlines", "pending_rounds")
+    rate = _get(results, "deadlines", "rate_events_per_s_produced")
+    rows.append(
+        _row(
+            f"deadline lateness ({pending:,} pending, {rate:,.0f} events/s)"
+            if pending and rate
+            else "deadline lateness",
+            f"p99 {p99:.0f} ms, max {worst:.0f} ms" if p99 is not None and worst is not None else "-",
+            "-",
+            None,
+            "p99 <= 50 ms, max <= 250 ms",
+            met=_all(_le(p99, 50), _le(worst, 250)),
+        )
+    )
+    held = _num(_get(results, "capacity", "pending_rounds_held"))
+    per_round = _num(_get(results, "capacity", "bytes_per_round"))
+    heap = _num(_get(results, "capacity", "heap_alone_bytes_per_round"))
+    beyond = _num(_get(results, "capacity", "bytes_per_round_beyond_heap"))
+    rows.append(
+        _row(
+            "capacity (pending rounds; RSS per round)",
+            f"{held:,.0f} held; {per_round:.0f} B/round"
+            if held is not None and per_round is not None
+            else "-",
+            f"heap alone {heap:.0f} B/round" if heap is not None else "-",
+            round(per_round / heap, 2) if per_round and heap else None,
+            "1M rounds, <= 400 B/round beyond the heap",
+            met=_all(_ge(held, 1_000_000), _le(beyond, 400)),
+        )
+    )
+    rounds = _num(_get(results, "restore", "rounds"))
+    restore_s = _num(_get(results, "restore", "worker_restore_s"))
+    read_s = _num(_get(results, "restore", "baseline_bare_consumer_s"))
+    rs_ratio = _num(_get(results, "restore", "ratio_baseline_over_restore"))
+    rows.append(
+        _row(
+            f"restore ({rounds:,.0f} rounds, s)" if rounds else "restore (s)",
+            f"{restore_s:.2f} s" if restore_s is not None else "-",
+            f"bare read {read_s:.2f} s" if read_s is not None else "-",
+            rs_ratio,
+            "1M rounds < 20 s and >= 0.5x (bare/restore)",
+            met=_all(_ge(rounds, 1_000_000), _le(restore_s, 20), _ge(rs_ratio, 0.5)),
+        )
+    )
+    for provider, bare_key, label in (
+        ("fcm", "bare_aiohttp", "aiohttp"),
+        ("apns", "bare_httpx_h2", "httpx h2"),
+    ):
+        ours_cpu = _num(_get(results, "push", provider, "sender", "cpu_us_per_push"))
+        bare_cpu = _num(_get(results, "push", provider, bare_key, "cpu_us_per_push"))
+        cpu_ratio = _num(_get(results, "push", provider, "ratio_cpu_sender_over_bare"))
+        rows.append(
+            _row(
+                f"{provider.upper()} client CPU per push (us)",
+                f"{ours_cpu:,.0f}" if ours_cpu is not None else "-",
+                f"{label} {bare_cpu:,.0f}" if bare_cpu is not None else "-",
+                cpu_ratio,
+                "<= 1.2x bare",
+                met=_le(cpu_ratio, 1.2),
+            )
+        )
+        ours_rate = _num(_get(results, "push", provider, "sender", "pushes_per_s"))
+        bare_rate = _num(_get(results, "push", provider, bare_key, "pushes_per_s"))
+        rate_ratio = _num(_get(results, "push", provider, "ratio_rate_sender_over_bare"))
+        rows.append(
+            _row(
+                f"{provider.upper()} pushes/s (20 ms fake)",
+                f"{ours_rate:,.0f}" if ours_rate is not None else "-",
+                f"{label} {bare_rate:,.0f}" if bare_rate is not None else "-",
+                rate_ratio,
+                ">= 0.8x bare",
+                met=_ge(rate_ratio, 0.8),
+            )
+        )
+    p50 = _num(_get(results, "latency", "p50_ms"))
+    lp99 = _num(_get(results, "latency", "p99_ms"))
+    received = _get(results, "latency", "pushes_received")
+    expected = _get(results, "latency", "pushes_expected")
+    rows.append(
+        _row(
+            "handoff-to-push latency (200/s x 5 devices)",
+            f"p50 {p50:.1f} ms, p99 {lp99:.1f} ms ({received}/{expected} pushes)"
+            if p50 is not None and lp99 is not None
+            else "-",
+            "-",
+            None,
+            "p50 <= 15 ms, p99 <= 60 ms",
+            met=_all(_le(p50, 15), _le(lp99, 60), None if received is None else received == expected),
+        )
+    )
+    two = _num(_get(results, "throughput", "two_workers", "events_per_s"))
+    rows.append(
+        _row(
+            "scale-out: 2 workers (events/s)",
+            f"{two:,.0f}" if two else "-",
+            f"1 worker {worker:,.0f}" if worker else "-",
+            _num(_get(results, "throughput", "ratio_two_over_one")),
+            "reported (near 2x if the broker is not the limit)",
+            met=None,
+        )
+    )
+    return rows
+
+
+def render_table(results: dict[str, Any]) -> str:
+    rows: list[Row] = results.get("summary") or evaluate(results)
+    lines = [
+        "| figure | measured | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = {True: "yes", False: "**no**", None: "-"}
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if isinstance(row["ratio"], int | float) else "-"
+        lines.append(
+            f"| {row['figure']} | {row['measured']} | {row['baseline']} | {ratio} | {row['target']} "
+            f"| {verdicts[row['met']]} |"
+        )
+    return "\n".join(lines)
+
+
+def write_plot(results: dict[str, Any], path: Path) -> None:
+    """Left: each ratio to its same-run baseline, with the target. Right: latencies vs targets."""
+    ratios = [
+        ("throughput\nworker/bare", _get(results, "throughput", "ratio_worker_over_bare"), 0.5),
+        ("scale-out\n2/1 workers", _get(results, "throughput", "ratio_two_over_one"), 2.0),
+        ("restore\nbare/worker", _get(results, "restore", "ratio_baseline_over_restore"), 0.5),
+        ("FCM CPU\nsender/bare", _get(results, "push", "fcm", "ratio_cpu_sender_over_bare"), 1.2),
+        ("FCM rate\nsender/bare", _get(results, "push", "fcm", "ratio_rate_sender_over_bare"), 0.8),
+        ("APNs CPU\nsender/bare", _get(results, "push", "apns", "ratio_cpu_sender_over_bare"), 1.2),
+        ("APNs rate\nsender/bare", _get(results, "push", "apns", "ratio_rate_sender_over_bare"), 0.8),
+    ]
+    latencies = [
+        ("deadline\np99", _get(results, "deadlines", "lateness", "p99_ms"), 50.0),
+        ("deadline\nmax", _get(results, "deadlines", "lateness", "max_ms"), 250.0),
+        ("handoff→push\np50", _get(results, "latency", "p50_ms"), 15.0),
+        ("handoff→push\np99", _get(results, "latency", "p99_ms"), 60.0),
+    ]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [7, 4]})
+    for axis, items, unit in ((left, ratios, "ratio"), (right, latencies, "ms")):
+        names = [name for name, _, _ in items]
+        values = [float(v) if isinstance(v, int | float) else 0.0 for _, v, _ in items]
+        positions = list(range(len(items)))
+        axis.bar(positions, values, color="#4c72b0", label="measured")
+        axis.scatter(positions, [t for _, _, t in items], color="#c44e52", marker="_", s=600, label="target")
+        axis.set_xticks(positions, names, fontsize=8)
+        axis.set_ylabel(unit)
+        axis.legend()
+        for x, value in zip(positions, values, strict=True):
+            axis.annotate(
+                f"{value:.2f}" if unit == "ratio" else f"{value:.0f}", (x, value), ha="center", va="bottom"
+            )
+    left.set_title("ratio to the same-run baseline (CPU: lower is better)")
+    right.set_title("latency (lower is better)")
+    machine = results.get("machine", {})
+    figure.suptitle(
+        f"livechat-notifier benchmarks, {results.get('date', '')}, "
+        f"scale {results.get('scale', {}).get('name', '')}, "
+        f"{machine.get('cores')} cores {machine.get('cpu', '')}"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

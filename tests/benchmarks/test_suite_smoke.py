@@ -1,0 +1,51 @@
+"""The benchmark suite at smoke size: proves the suite runs end to end and writes its outputs.
+
+It fails when the suite breaks (a section raises, an output is missing or malformed), never on
+timings: the numbers of a smoke run on a shared CI machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency")
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--scale", "smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    for name in SECTIONS:
+        assert name in results, name
+        assert "error" not in results[name], results[name]
+    assert results["throughput"]["worker"]["events_per_s"] > 0
+    assert results["throughput"]["bare_loop"]["events_per_s"] > 0
+    assert results["deadlines"]["missed_received"] == results["deadlines"]["missed_expected"] > 0
+    assert results["capacity"]["pending_rounds_held"] == results["restore"]["rounds"]
+    assert results["latency"]["pushes_received"] == results["latency"]["pushes_expected"] > 0
+    for provider in ("fcm", "apns"):
+        assert results["push"][provider]["sender"]["failures"] == 0
+    figures = [row["figure"] for row in results["summary"]]
+    assert len(figures) == 10
+    assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
+    table = (out / "table.md").read_text()
+    assert table.count("\n|") == len(figures) + 1
+    assert "event throughput" in run.stdout
