@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.domain.rounds import ClosedRound, Outcome, PendingRound
+from service.domain.rounds import ChatState, ClosedRound, Outcome, PendingRound
 from service.state.store import PartitionStore
 
 
@@ -42,7 +42,11 @@ def test_schedule_all_rebuilds_timers_from_states() -> None:
 
 
 def test_restored_store_counts_pending_rounds_and_rebuilds_timers() -> None:
-    states = {"a": pending("a", 50), "b": ClosedRound("r-b", "b", Outcome.ENDED, 5, 70), "c": pending("c", 10)}
+    states: dict[str, ChatState] = {
+        "a": pending("a", 50),
+        "b": ClosedRound("r-b", "b", Outcome.ENDED, 5, 70),
+        "c": pending("c", 10),
+    }
     store = PartitionStore.restored(3, dict(states))
     assert (store.partition, store.pending_count, store.chat_count) == (3, 2, 3)
     assert store.pop_due(100, limit=10) == ["c", "a", "b"]
