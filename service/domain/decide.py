@@ -26,6 +26,7 @@ from service.domain.effects import (
     EmitTokenRejected,
     ForgetChat,
     Ignored,
+    IgnoredWhy,
     PutState,
     Rejected,
     RoundClosed,
@@ -62,7 +63,7 @@ def on_chat_event(state: ChatState | None, event: ChatEvent, now_ms: int, world:
     at_ms = event.joined_at_ms if isinstance(event, AgentJoined) else event.ended_at_ms
     outcome = Outcome.ACCEPTED if isinstance(event, AgentJoined) else Outcome.ENDED
     if not isinstance(state, PendingRound):
-        return [Ignored(event.chat_id, "no_pending_round")]
+        return [Ignored(event.chat_id, IgnoredWhy.NO_PENDING_ROUND)]
     if at_ms > state.deadline_ms:
         # The round expired before this join/end happened: it is missed, and the late join
         # (agents may join missed chats) produces nothing more.
@@ -108,10 +109,11 @@ def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effec
 
 def _on_request(state: ChatState | None, event: HandoffRequested, now_ms: int, world: World) -> list[Effect]:
     if isinstance(state, PendingRound):
-        why = "duplicate_request" if state.request_id == event.event_id else "round_already_pending"
+        same = state.request_id == event.event_id
+        why = IgnoredWhy.DUPLICATE_REQUEST if same else IgnoredWhy.ROUND_ALREADY_PENDING
         return [Ignored(event.chat_id, why)]
     if isinstance(state, ClosedRound) and state.request_id == event.event_id:
-        return [Ignored(event.chat_id, "duplicate_request")]
+        return [Ignored(event.chat_id, IgnoredWhy.DUPLICATE_REQUEST)]
     site = world.sites.get(event.site_id)
     if site is None:
         return [Rejected("unknown_site", f"site {event.site_id!r} is not in the sites directory")]

@@ -8,6 +8,7 @@ was rolled back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from service.domain.rounds import ChatState, DeviceRef, Outcome
 from service.push.base import Provider, Push
@@ -94,6 +95,16 @@ class RoundClosed:
     site_id: str
     outcome: Outcome
     lateness_ms: int = 0
+
+
+class IgnoredWhy(StrEnum):
+    """Why a valid input changed nothing. Bounded: a metric label."""
+
+    DUPLICATE_REQUEST = "duplicate_request"
+    ROUND_ALREADY_PENDING = "round_already_pending"
+    NO_PENDING_ROUND = "no_pending_round"
+    UNKNOWN_TYPE = "unknown_type"
+    """Only when `tolerate_unknown_event_types` is on."""
 
 
 @dataclass(frozen=True, slots=True)

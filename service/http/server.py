@@ -2,7 +2,8 @@
 
 `/healthz` says whether the process is alive and its tasks are running (a liveness probe must
 not fail just because Kafka is away — restarting would not help). `/readyz` says whether the
-worker can do its job right now: directories loaded, partitions assigned and restored.
+worker can do its job right now: directories loaded, partitions assigned, restored and fetching,
+push credentials accepted by the providers.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from service.domain.effects import (
     EmitTokenRejected,
     ForgetChat,
     Ignored,
+    IgnoredWhy,
     PutState,
     Rejected,
     RoundClosed,
@@ -147,7 +148,7 @@ class PartitionStep:
         decoded = decode_chat_event(record.key, record.value, now_ms, self._limits)
         if isinstance(decoded, Rejection):
             if decoded.reason is Reason.UNKNOWN_TYPE and self._settings.tolerate_unknown_event_types:
-                result.ignored.append(Reason.UNKNOWN_TYPE.value)
+                result.ignored.append(IgnoredWhy.UNKNOWN_TYPE)
                 return
             self._dead_letter(record, decoded, result)
             return

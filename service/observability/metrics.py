@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.domain.effects import IgnoredWhy
 from service.domain.rounds import Outcome
 from service.push.base import (
     ApnsEnvironment,
@@ -117,6 +118,8 @@ class Metrics:
         self._initialise(topics)
 
     def _initialise(self, topics: list[str]) -> None:
+        for why in IgnoredWhy:
+            self.events_ignored.labels(why.value)
         for event_type in (*sorted(CHAT_EVENT_TYPES), AGENT_UPDATED, SITE_UPDATED):
             self.events_consumed.labels(event_type)
         for topic in topics:
