@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from devtools import traffic
 from devtools.chaos.fleet import Fleet, Worker, worker_env
+from devtools.kafka_io import isolated_names
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
 
@@ -33,20 +34,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def topic_names(prefix: str) -> dict[str, str]:
-    return {
-        "group_id": f"{prefix}-notifier",
-        "topic_chat_events": f"{prefix}.chat-events",
-        "topic_agents": f"{prefix}.agents",
-        "topic_sites": f"{prefix}.sites",
-        "topic_missed": f"{prefix}.chat-missed",
-        "topic_chatbot": f"{prefix}.chatbot-commands",
-        "topic_push_feedback": f"{prefix}.push-feedback",
-        "topic_dead_letter": f"{prefix}.dead-letter",
-        "topic_changelog": f"{prefix}.changelog",
-    }
-
-
 async def fresh_settings(bootstrap: str, name: str, partitions: int, **overrides: Any) -> Settings:
     """Settings with topics and a group of their own (prefixed by `name`), the topics created.
 
@@ -56,7 +43,7 @@ async def fresh_settings(bootstrap: str, name: str, partitions: int, **overrides
     prefix = f"b{next(_counter)}-{name}-{now_ms() % 10**7}"
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
-        **topic_names(prefix),
+        **isolated_names(prefix),
         "http_host": "127.0.0.1",
         "http_port": 0,
         "shutdown_grace_seconds": 5.0,

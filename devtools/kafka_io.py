@@ -12,6 +12,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
+def isolated_names(prefix: str) -> dict[str, str]:
+    """Settings naming a consumer group and every topic after `prefix`, so runs sharing one broker
+    (tests, benchmarks, chaos runs) never see each other's records."""
+    return {
+        "group_id": f"{prefix}-notifier",
+        "topic_chat_events": f"{prefix}.chat-events",
+        "topic_agents": f"{prefix}.agents",
+        "topic_sites": f"{prefix}.sites",
+        "topic_missed": f"{prefix}.chat-missed",
+        "topic_chatbot": f"{prefix}.chatbot-commands",
+        "topic_push_feedback": f"{prefix}.push-feedback",
+        "topic_dead_letter": f"{prefix}.dead-letter",
+        "topic_changelog": f"{prefix}.changelog",
+    }
+
+
 class Publisher:
     """A plain producer, as other teams' services would use."""
 

@@ -19,7 +19,7 @@ from devtools import traffic
 from devtools.chaos.fleet import Fleet, worker_env
 from devtools.chaos.plan import Fate, PlannedRound, plan_rounds
 from devtools.kafka_broker import KafkaBroker
-from devtools.kafka_io import OutputReader
+from devtools.kafka_io import OutputReader, isolated_names
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
 
@@ -95,18 +95,11 @@ class Chaos:
     async def _run(self) -> None:
         config = self.config
         prefix = f"chaos{config.seed}"
-        settings = Settings(
-            kafka_bootstrap_servers=self.broker.bootstrap_servers,
-            group_id=f"{prefix}-notifier",
-            topic_chat_events=f"{prefix}.chat-events",
-            topic_agents=f"{prefix}.agents",
-            topic_sites=f"{prefix}.sites",
-            topic_missed=f"{prefix}.chat-missed",
-            topic_chatbot=f"{prefix}.chatbot-commands",
-            topic_push_feedback=f"{prefix}.push-feedback",
-            topic_dead_letter=f"{prefix}.dead-letter",
-            topic_changelog=f"{prefix}.changelog",
-        )
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.broker.bootstrap_servers,
+            **isolated_names(prefix),
+        }
+        settings = Settings(**values)
         self.settings = settings
         await ensure_topics(settings, config.partitions, 1)
         env = worker_env(settings) | {

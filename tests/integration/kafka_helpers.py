@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from devtools.kafka_io import isolated_names
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
 
@@ -19,15 +20,7 @@ async def fresh_settings(bootstrap: str, partitions: int = 2, **overrides: Any) 
     prefix = f"t{next(_counter)}-{int(time.time() * 1000) % 10**8}"
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
-        "group_id": f"{prefix}-notifier",
-        "topic_chat_events": f"{prefix}.chat-events",
-        "topic_agents": f"{prefix}.agents",
-        "topic_sites": f"{prefix}.sites",
-        "topic_missed": f"{prefix}.chat-missed",
-        "topic_chatbot": f"{prefix}.chatbot-commands",
-        "topic_push_feedback": f"{prefix}.push-feedback",
-        "topic_dead_letter": f"{prefix}.dead-letter",
-        "topic_changelog": f"{prefix}.changelog",
+        **isolated_names(prefix),
         "http_host": "127.0.0.1",
         "http_port": 0,
         "shutdown_grace_seconds": 5.0,
