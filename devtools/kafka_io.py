@@ -116,6 +116,6 @@ class OutputReader:
 def _json_or_raw(value: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # dead letters hold anything, e.g. JSON nested 5,000 deep
         return {"_raw": value}
     return parsed if isinstance(parsed, dict) else {"_raw": value}

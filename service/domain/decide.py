@@ -108,15 +108,15 @@ def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effec
 
 
 def _on_request(state: ChatState | None, event: HandoffRequested, now_ms: int, world: World) -> list[Effect]:
-    if isinstance(state, PendingRound):
-        same = state.request_id == event.event_id
-        why = IgnoredWhy.DUPLICATE_REQUEST if same else IgnoredWhy.ROUND_ALREADY_PENDING
-        return [Ignored(event.chat_id, why)]
-    if isinstance(state, ClosedRound) and state.request_id == event.event_id:
+    # Order matters: a redelivered request is a duplicate whatever has happened since; a request
+    # naming an unknown site is bad data (dead-lettered) even while another round is pending.
+    if state is not None and state.request_id == event.event_id:
         return [Ignored(event.chat_id, IgnoredWhy.DUPLICATE_REQUEST)]
     site = world.sites.get(event.site_id)
     if site is None:
         return [Rejected("unknown_site", f"site {event.site_id!r} is not in the sites directory")]
+    if isinstance(state, PendingRound):
+        return [Ignored(event.chat_id, IgnoredWhy.ROUND_ALREADY_PENDING)]
     policy = world.policy
     time_to_accept_s = event.time_to_accept_s or site.time_to_accept_s or policy.default_time_to_accept_s
     deadline_ms = event.requested_at_ms + time_to_accept_s * 1000

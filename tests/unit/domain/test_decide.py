@@ -230,3 +230,10 @@ def test_a_site_deleted_while_a_round_runs_still_words_its_contact_message() -> 
     assert chatbot.contact_email == "hello@alpine.example"
     assert not only(effects, Rejected)
     assert only(on_chat_event(None, request("chat-2"), T0, w), Rejected), "no new round for a deleted site"
+
+
+def test_request_for_an_unknown_site_is_rejected_even_while_a_round_is_pending() -> None:
+    w = world(agent())
+    pending = started_round(on_chat_event(None, request(), T0, w))
+    effects = on_chat_event(pending, request(event_id="other", site_id="nope"), T0, w)
+    assert [type(e) for e in effects] == [Rejected]
