@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalStateError, KafkaError, ProducerFenced
 
 from service.clock import Clock
 from service.domain.deadlines import PartitionProgress, fire_horizon_ms
@@ -37,6 +37,7 @@ IDLE_POLL_MS = 250
 """Longest poll when no timer is near: bounds how late fan-out reports are recorded."""
 COMMIT_TIMEOUT_S = 30.0
 """Longest a partition's transaction may take before it counts as failed (broker timeout: 60 s)."""
+POSITION_WAIT_S = 0.05
 STALL_AFTER_MS = 5_000
 """An owned partition without a fetch response for this long means the worker cannot progress."""
 
@@ -59,14 +60,17 @@ class ChatWorker:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._last_turn = clock.monotonic()
         self.fan_out = fan_out_factory(self._on_report)
         self.ownership = Ownership(settings, metrics, clock, self.fan_out, self._step.resume)
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned, all owned and restored, and the broker answering fetches."""
+        """Partitions assigned, all owned and restored, the loop turning, the broker answering fetches."""
         if not self.ownership.settled or self._consumer is None:
             return False
+        if self._clock.monotonic() - self._last_turn > (STALL_AFTER_MS + IDLE_POLL_MS) / 1000:
+            return False  # the consumer loop itself is stuck, whatever the fetcher does
         now_ms = self._clock.now_ms()
         assigned = self._consumer.assignment()
         for partition in self.ownership.owned:
@@ -110,6 +114,7 @@ class ChatWorker:
                 async with self._lock:
                     await self.ownership.retry_pending(consumer)
                     await self._turn(consumer, batches)
+                self._last_turn = self._clock.monotonic()
         finally:
             await self._shut_down(consumer)
 
@@ -168,8 +173,10 @@ class ChatWorker:
             owned.read_up_to_ms = max(owned.read_up_to_ms, *(r.timestamp for r in records))
         # The position, not the last record's offset + 1: the consumer steps over transaction
         # markers, which occupy offsets, so only the position can reach the stable offset.
-        position = await consumer.position(tp)
-        caught_up = owned.observe(position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp))
+        position = await _position_now(consumer, tp)
+        caught_up = position is not None and owned.observe(
+            position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp)
+        )
         progress = PartitionProgress(caught_up, owned.read_up_to_ms, owned.stable_read_ms)
         reports = self._reports.pop(tp.partition, [])
         now = self._clock.now_ms()
@@ -241,6 +248,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._worker._lock:  # noqa: SLF001
             await self._worker.ownership.assign(self._consumer, [tp.partition for tp in assigned])
             self._worker._refresh_gauges()  # noqa: SLF001
+
+
+async def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's position, or None if it is not known right now.
+
+    Never wait for it: during a rebalance `position()` waits for the new assignment, which waits for
+    our rebalance listener, which waits for the turn holding the lock — a deadlock seen in the
+    zombie test (a SIGSTOP'd worker resumed and then hung, reporting ready, until killed).
+    """
+    try:
+        return int(await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S))
+    except (TimeoutError, IllegalStateError):
+        return None
 
 
 async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future[object]:
