@@ -1,38 +1,38 @@
-"""The FCM adapter: sends a `Push` with firebase-admin's async path and maps the answer to a `PushOutcome`.
+"""The FCM adapter: sends a `Push` to FCM HTTP v1 and maps the answer to a `PushOutcome`.
 
 The pure half (`build_message`, `ttl_seconds`, `fcm_error_code`, `parse_retry_after`,
-`classify_error`, ...) turns a `Push` into a `messaging.Message` and FCM's answer into an outcome;
-it is tested with plain values. `FcmSender` is the shell: its own named `firebase_admin.App` per
-instance, an endpoint override for local fakes, a per-send timeout, and an OAuth2 access token kept
-valid off the event loop, its failures retried and counted (`fcm_token.py`). It reaches into
-firebase-admin 7.7 internals in one function, `_attach_messaging_service`, which says why and
-checks at start-up that they are still there, so an SDK upgrade that moves them fails `create()`
-loudly instead of sending elsewhere.
+`classify_error`, `outcome_of_answer`) turns a `Push` into a `messaging.Message` and FCM's answer
+into an outcome; it is tested with plain values. `FcmSender` is the shell.
+
+firebase-admin does what it does well: the service-account credentials, the OAuth2 access token
+(kept valid off the event loop, failures retried and counted: `fcm_token.py`), the message model,
+its validation and its JSON encoding. Its send path does not: measured against local fakes
+(benchmarks/push.py, docs/benchmarks.md), `send_each_async` cost 5,449 us of CPU per push and
+reached 170 pushes/s, most of it in httpx's connection pool re-checking every pooled connection per
+request; posting the same encoded body through one shared aiohttp session costs about 260 us. So the
+body firebase-admin encodes is posted by aiohttp, with the headers firebase-admin would send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import uuid
 import warnings
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import aiohttp
 import firebase_admin
-import google.auth.exceptions
-import httpx
 import structlog
-from firebase_admin import _http_client, credentials, messaging
-from firebase_admin._retry import HttpxRetry
+from firebase_admin import credentials, messaging
 
 from service.clock import Clock
 from service.errors import PushConfigurationError
 from service.push.base import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
-from service.push.fcm_token import AccessToken, outcome_of_token_error
+from service.push.fcm_token import AccessToken
 
 log = structlog.get_logger(__name__)
 
@@ -132,90 +132,42 @@ def classify_error(
     return PushOutcome(OutcomeKind.REQUEST_BUG, reason)
 
 
-def outcome_of_exception(error: BaseException, now_s: float) -> PushOutcome:
-    """Map what firebase-admin reports for one failed message (a FirebaseError) onto an outcome."""
-    response = getattr(error, "http_response", None)
-    if isinstance(response, httpx.Response):
-        try:
-            body: object = response.json()
-        except ValueError:
-            body = None
-        return classify_error(
-            http_status=response.status_code,
-            error_code=fcm_error_code(body),
-            status=rpc_status(body) or getattr(error, "code", None),
-            retry_after_s=parse_retry_after(response.headers.get("retry-after"), now_s),
-        )
-    cause = getattr(error, "cause", None) or error.__cause__
-    if isinstance(cause, httpx.TimeoutException):
-        return PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
-    if isinstance(cause, httpx.TransportError):
-        return PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
-    return PushOutcome(OutcomeKind.RETRY_LATER, str(getattr(error, "code", None) or "UNKNOWN"))
+def outcome_of_answer(http_status: int, body: object, retry_after: str | None, now_s: float) -> PushOutcome:
+    """Map FCM's HTTP answer to one send (status, decoded JSON body, Retry-After) onto an outcome."""
+    if http_status == 200:
+        return PushOutcome(OutcomeKind.DELIVERED)
+    return classify_error(
+        http_status=http_status,
+        error_code=fcm_error_code(body),
+        status=rpc_status(body),
+        retry_after_s=parse_retry_after(retry_after, now_s),
+    )
+
+
+def encode_body(message: messaging.Message) -> dict[str, Any]:
+    """The v1 request body, encoded and validated by firebase-admin (ValueError if invalid)."""
+    return {"message": messaging._MessagingService.encode_message(message)}  # noqa: SLF001 -- its encoder
 
 
 # -- shell ------------------------------------------------------------------------------------------
-
-
-class _BearerAuth(httpx.Auth):
-    """Puts the current access token on each FCM request; never refreshes (see `AccessToken`)."""
-
-    def __init__(self, credential: Any) -> None:
-        self._credential = credential
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._credential.token is not None:
-            self._credential.apply(request.headers)
-        yield request
-
-
-def _attach_messaging_service(
-    app: firebase_admin.App, endpoint: str, credential: Any, timeout_s: float
-) -> tuple[Any, Any]:
-    """Create `app`'s messaging service sending to `endpoint` over our HTTP client.
-
-    Returns (our client, the client the SDK made and that we replaced, still to be closed).
-    """
-    # firebase-admin has no setting for the FCM endpoint: _MessagingService.__init__ formats the
-    # class attribute FCM_URL into the instance's send URL, once. We set that attribute only for
-    # the construction of this app's service, which is synchronous (no other coroutine can see
-    # it), and restore it at once: other apps keep Google's URL and we never patch a method.
-    service_class = messaging._MessagingService  # noqa: SLF001 - the SDK's only endpoint hook
-    google_url = service_class.FCM_URL
-    service_class.FCM_URL = endpoint + "/v1/projects/{0}/messages:send"
-    try:
-        service = messaging._get_messaging_service(app)  # noqa: SLF001 - creates and caches it on `app`
-    finally:
-        service_class.FCM_URL = google_url
-    expected_url = f"{endpoint}/v1/projects/{app.project_id}/messages:send"
-    if getattr(service, "_fcm_url", None) != expected_url or not hasattr(service, "_async_client"):
-        raise PushConfigurationError(
-            f"firebase-admin {firebase_admin.__version__} no longer builds its send URL from FCM_URL: "
-            "cannot point it at a non-Google FCM endpoint"
-        )
-    # We also swap the service's HTTP client for one built the same way but (1) without retries:
-    # the SDK retries 500/503 four times with 7 s of backoff inside one send and ignores
-    # Retry-After, which would eat the per-send timeout and multiply load during an FCM outage;
-    # the caller's retry policy owns that. (2) With `_BearerAuth` instead of the SDK's auth flow,
-    # which would refresh tokens synchronously on the event loop.
-    client = _http_client.HttpxAsyncClient(timeout=timeout_s, retry_config=HttpxRetry(max_retries=0))
-    client.async_client.auth = _BearerAuth(credential)
-    replaced = service._async_client  # noqa: SLF001
-    service._async_client = client  # noqa: SLF001
-    return client, replaced
 
 
 class FcmSender:
     """`PushSender` for FCM. Build it with `await FcmSender.create(...)`; `close()` when done."""
 
     def __init__(
-        self, *, app: firebase_admin.App, client: Any, token: AccessToken, clock: Clock, timeout_s: float
+        self, *, send_url: str, credential: Any, token: AccessToken, clock: Clock, timeout_s: float
     ) -> None:
-        self._app = app
-        self._client = client
+        self._send_url = send_url
+        self._credential = credential
         self._token = token
         self._clock = clock
         self._timeout_s = timeout_s
+        self._headers = {
+            "X-GOOG-API-FORMAT-VERSION": "2",
+            "X-FIREBASE-CLIENT": f"fire-admin-python/{firebase_admin.__version__}",
+        }
+        self._http: aiohttp.ClientSession | None = None
         self._closed = False
 
     @classmethod
@@ -228,7 +180,7 @@ class FcmSender:
         timeout_s: float = 10.0,
         token_retry_base_s: float = TOKEN_RETRY_BASE_S,
     ) -> FcmSender:
-        """A sender with its own firebase-admin app for the service account in `service_account_file`.
+        """A sender for the service account in `service_account_file`.
 
         `endpoint` is the FCM base URL (scheme, host, port); anything but Google's is for fakes.
         The first access token is fetched in the background at once; a failed fetch is retried
@@ -239,24 +191,23 @@ class FcmSender:
             raise PushConfigurationError(f"FCM endpoint must be a base URL like {FCM_ENDPOINT}: {endpoint!r}")
         if timeout_s <= 0:
             raise PushConfigurationError(f"FCM send timeout must be positive: {timeout_s}")
+        if not callable(getattr(messaging._MessagingService, "encode_message", None)):  # noqa: SLF001
+            raise PushConfigurationError(
+                f"firebase-admin {firebase_admin.__version__} no longer has the message encoder "
+                "this sender uses (messaging._MessagingService.encode_message)"
+            )
         try:
             certificate = await asyncio.to_thread(credentials.Certificate, str(service_account_file))
         except (OSError, ValueError, KeyError) as error:
             raise PushConfigurationError(
                 f"cannot load FCM service account from {service_account_file}: {type(error).__name__}"
             ) from error
-        app = firebase_admin.initialize_app(certificate, name=f"livechat-notifier-fcm-{uuid.uuid4().hex}")
         credential = certificate.get_credential()
-        try:
-            client, replaced = _attach_messaging_service(app, endpoint.rstrip("/"), credential, timeout_s)
-            await replaced.aclose()
-        except BaseException:
-            await asyncio.to_thread(firebase_admin.delete_app, app)
-            raise
-        log.info("fcm_sender_ready", project_id=app.project_id, endpoint=endpoint.rstrip("/"))
+        send_url = f"{endpoint.rstrip('/')}/v1/projects/{certificate.project_id}/messages:send"
+        log.info("fcm_sender_ready", project_id=certificate.project_id, endpoint=endpoint.rstrip("/"))
         token = AccessToken(credential, timeout_s=timeout_s, retry_base_s=token_retry_base_s)
         token.start()
-        return cls(app=app, client=client, token=token, clock=clock, timeout_s=timeout_s)
+        return cls(send_url=send_url, credential=credential, token=token, clock=clock, timeout_s=timeout_s)
 
     @property
     def provider(self) -> Provider:
@@ -273,39 +224,51 @@ class FcmSender:
 
     async def _send(self, push: Push) -> PushOutcome:
         try:
-            message = build_message(push, self._clock.now_ms())
+            body = encode_body(build_message(push, self._clock.now_ms()))
             async with asyncio.timeout(self._timeout_s):
                 no_token = await self._token.ensure_valid()
                 if no_token is not None:
                     return no_token
-                batch = await messaging.send_each_async([message], app=self._app)
+                headers = self._headers | {"Authorization": f"Bearer {self._credential.token}"}
+                async with self._session().post(self._send_url, json=body, headers=headers) as response:
+                    answer: object = None
+                    if response.status != 200:
+                        try:
+                            answer = await response.json(content_type=None)
+                        except ValueError:
+                            answer = None
+                    else:
+                        await response.read()
+                    outcome = outcome_of_answer(
+                        response.status,
+                        answer,
+                        response.headers.get("Retry-After"),
+                        self._clock.now_ms() / 1000,
+                    )
         except TimeoutError:
             return PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+        except (aiohttp.ClientError, OSError):
+            return PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
         except ValueError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "invalid_push")
-        except google.auth.exceptions.GoogleAuthError as error:  # firebase-admin's own auth, if ever
-            return outcome_of_token_error(error)
-        except firebase_admin.exceptions.FirebaseError as error:
-            outcome = outcome_of_exception(error, self._clock.now_ms() / 1000)
-        else:
-            response = batch.responses[0]
-            if response.success:
-                return PushOutcome(OutcomeKind.DELIVERED)
-            outcome = outcome_of_exception(response.exception, self._clock.now_ms() / 1000)
         if outcome.reason == "UNAUTHENTICATED":  # our access token, not a device's APNs credentials
             self._token.invalidate()
         return outcome
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop; one session (and connection pool) for
+        # every send. No connection limit here: the fan-out's per-provider gate bounds concurrency.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._http
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         await self._token.close()
-        await self._client.aclose()
-        # delete_app() closes the messaging service, whose close() calls asyncio.run() on its HTTP
-        # client: that raises inside a running loop, so delete from a worker thread. The client it
-        # closes is ours, already closed, so that asyncio.run() has nothing left to do.
-        await asyncio.to_thread(firebase_admin.delete_app, self._app)
+        if self._http is not None:
+            await self._http.close()
 
 
 def _log_outcome(push: Push, outcome: PushOutcome) -> None:

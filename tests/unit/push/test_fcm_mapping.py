@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from firebase_admin import exceptions, messaging
+from firebase_admin import messaging
 from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
@@ -15,8 +15,9 @@ from service.push.fcm import (
     MAX_TTL_S,
     build_message,
     classify_error,
+    encode_body,
     fcm_error_code,
-    outcome_of_exception,
+    outcome_of_answer,
     parse_retry_after,
     ttl_seconds,
 )
@@ -177,34 +178,27 @@ def response(status: int, body: dict[str, Any], headers: dict[str, str] | None =
     return httpx.Response(status, json=body, headers=headers, request=httpx.Request("POST", "https://fcm"))
 
 
-def test_outcome_of_an_fcm_specific_exception() -> None:
-    error = messaging.UnregisteredError(
-        "gone", http_response=response(404, error_body(404, "NOT_FOUND", "UNREGISTERED"))
-    )
-
-    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(TOKEN_DEAD, "UNREGISTERED")
+def test_outcome_of_a_dead_token_answer() -> None:
+    body = error_body(404, "NOT_FOUND", "UNREGISTERED")
+    assert outcome_of_answer(404, body, None, NOW_MS / 1000) == PushOutcome(TOKEN_DEAD, "UNREGISTERED")
 
 
-def test_outcome_of_a_platform_exception_keeps_retry_after() -> None:
-    error = exceptions.UnavailableError(
-        "busy",
-        http_response=response(503, error_body(503, "UNAVAILABLE", "UNAVAILABLE"), {"Retry-After": "17"}),
-    )
-
-    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(RETRY, "UNAVAILABLE", 17.0)
+def test_outcome_of_an_unavailable_answer_keeps_retry_after() -> None:
+    body = error_body(503, "UNAVAILABLE", "UNAVAILABLE")
+    assert outcome_of_answer(503, body, "17", NOW_MS / 1000) == PushOutcome(RETRY, "UNAVAILABLE", 17.0)
 
 
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (exceptions.DeadlineExceededError("slow", cause=httpx.ReadTimeout("t")), "timeout"),
-        (exceptions.UnavailableError("down", cause=httpx.ConnectError("refused")), "connection_error"),
-        (exceptions.UnknownError("reset", cause=httpx.RemoteProtocolError("reset")), "connection_error"),
-        (exceptions.UnknownError("odd"), "UNKNOWN"),
-    ],
-)
-def test_outcome_of_a_transport_failure_is_retry_later(error: Exception, reason: str) -> None:
-    assert outcome_of_exception(error, NOW_MS / 1000) == PushOutcome(RETRY, reason)
+def test_outcome_of_success_and_of_an_unparseable_answer() -> None:
+    assert outcome_of_answer(200, None, None, NOW_MS / 1000) == PushOutcome(OutcomeKind.DELIVERED)
+    assert outcome_of_answer(502, None, None, NOW_MS / 1000) == PushOutcome(RETRY, "HTTP_502")
+    assert outcome_of_answer(400, "oops", None, NOW_MS / 1000).kind is OutcomeKind.REQUEST_BUG
+
+
+def test_the_request_body_is_firebase_admins_encoding() -> None:
+    body = encode_body(build_message(fcm_push(), NOW_MS))
+    assert set(body) == {"message"}
+    assert body["message"]["token"] == fcm_push().token
+    assert body["message"]["android"]["collapse_key"] == fcm_push().collapse_id
 
 
 @pytest.mark.parametrize(
