@@ -13,6 +13,7 @@ import gc
 import signal
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -106,6 +107,7 @@ class Application:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.request_stop)
+            loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         exit_code = 0
         try:
             loaded = asyncio.create_task(self.feed.wait_loaded())
@@ -158,6 +160,19 @@ class Application:
             agents=len(self.world.agents),
             sites=len(self.world.sites),
         )
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every asyncio task is waiting (for a worker that looks stuck)."""
+    for task in asyncio.all_tasks():
+        where: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(where) < 30:  # follow the await chain to where it waits
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.warning("task_dump", task=task.get_name(), stack=where)
 
 
 async def run_worker(settings: Settings, clock: Clock | None = None) -> int:

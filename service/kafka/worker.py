@@ -126,7 +126,10 @@ class ChatWorker:
                 await self._turn(consumer, {})
             except KafkaError as error:
                 log.warning("final_commit_failed", error=repr(error))
-            await consumer.stop()
+        # Not under the lock: stopping the consumer waits for a rebalance in progress, and that
+        # waits for our rebalance listener, which needs the lock (a deadlock the zombie test found).
+        await consumer.stop()
+        async with self._lock:
             for partition in list(self.ownership.owned):
                 await self.ownership.release(partition)
 
@@ -174,8 +177,13 @@ class ChatWorker:
         # The position, not the last record's offset + 1: the consumer steps over transaction
         # markers, which occupy offsets, so only the position can reach the stable offset.
         position = await _position_now(consumer, tp)
-        caught_up = position is not None and owned.observe(
-            position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp)
+        # A member the group just dropped has no assignment until it re-joins (aiokafka then
+        # asserts on these getters); such a partition is simply not known to be caught up.
+        assigned = tp in consumer.assignment()
+        caught_up = (
+            assigned
+            and position is not None
+            and owned.observe(position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp))
         )
         progress = PartitionProgress(caught_up, owned.read_up_to_ms, owned.stable_read_ms)
         reports = self._reports.pop(tp.partition, [])
