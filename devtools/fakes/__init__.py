@@ -14,7 +14,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -57,6 +57,10 @@ class LoopThread:
         """Run `coroutine` on the thread's loop and await its result from the caller's loop."""
         return await asyncio.wrap_future(self.submit(coroutine))
 
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
     async def stop(self) -> None:
         if self._loop is None or self._thread is None:
             return
@@ -64,6 +68,46 @@ class LoopThread:
         await asyncio.to_thread(self._thread.join)
         self._loop = None
         self._thread = None
+
+
+class ThreadedFake:
+    """The lifecycle both fakes share: serve on 127.0.0.1 from a `LoopThread` of their own.
+
+    Subclasses implement `_serve()` (start listening on the thread's loop, return the port) and
+    `_shutdown()` (stop serving and drop open connections).
+    """
+
+    def __init__(self, thread_name: str) -> None:
+        self._thread = LoopThread(thread_name)
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._port
+
+    async def start(self) -> None:
+        self._thread.start()
+        self._port = await self._thread.run(self._serve())
+
+    async def stop(self) -> None:
+        if self._port is not None and self._thread.running:
+            await self._thread.run(self._shutdown())
+        await self._thread.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def _serve(self) -> int:
+        raise NotImplementedError
+
+    async def _shutdown(self) -> None:
+        raise NotImplementedError
 
 
 class Recorder(Generic[T]):

@@ -25,7 +25,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -44,7 +44,7 @@ from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 
 from devtools.credentials import GeneratedCredentials
-from devtools.fakes import LoopThread, Recorder
+from devtools.fakes import Recorder, ThreadedFake
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_COLLAPSE_ID_BYTES = 64
@@ -197,7 +197,7 @@ class _Connection(asyncio.Protocol):
             del self.pending_bodies[stream_id]
 
 
-class ApnsFake:
+class ApnsFake(ThreadedFake):
     """An APNs endpoint on 127.0.0.1; `name` tags what it records ("production", "sandbox")."""
 
     def __init__(
@@ -210,6 +210,7 @@ class ApnsFake:
         max_concurrent_streams: int = 1000,
     ) -> None:
         """Serve with `credentials`' server certificate; accept provider tokens of its APNs key."""
+        super().__init__(f"apns-fake-{name}")
         self.name = name
         self.key_id = credentials.apns_key_id
         self.team_id = credentials.apns_team_id
@@ -235,10 +236,8 @@ class ApnsFake:
         self._verified_iat: dict[str, int] = {}
         self._faults: dict[str, ApnsFault] = {}
         self._outage: ApnsFault | None = None
-        self._thread = LoopThread(f"apns-fake-{name}")
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._port: int | None = None
 
     # -- configuration (any thread) ------------------------------------------------------------
 
@@ -258,32 +257,10 @@ class ApnsFake:
         return len(self._verified_iat)
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("ApnsFake is not started")
-        return self._port
-
-    @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
     # -- lifecycle --------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._thread.start()
-        self._port = await self._thread.run(self._serve())
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._thread.run(self._shutdown())
-        await self._thread.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
 
     async def _serve(self) -> int:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

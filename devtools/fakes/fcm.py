@@ -22,14 +22,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devtools.fakes import LoopThread, Recorder
+from devtools.fakes import Recorder, ThreadedFake
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 """google-auth signs every assertion for this audience, whatever the `token_uri`."""
@@ -153,10 +153,11 @@ def _shape_problem(message: Any) -> str | None:  # noqa: PLR0911 - a checklist r
     return None
 
 
-class FcmFake:
+class FcmFake(ThreadedFake):
     """OAuth2 token endpoint + FCM v1 send endpoint on 127.0.0.1."""
 
     def __init__(self, *, project_id: str, token_lifetime_s: int = 3600, latency_s: float = 0.0) -> None:
+        super().__init__("fcm-fake")
         self.project_id = project_id
         self.token_lifetime_s = token_lifetime_s
         self.latency_s = latency_s
@@ -175,10 +176,8 @@ class FcmFake:
         self._issued: dict[str, float] = {}
         self._faults: dict[str, FcmFault] = {}
         self._outage: FcmFault | None = None
-        self._thread = LoopThread("fcm-fake")
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
-        self._port: int | None = None
         self._next_id = 0
 
     # -- configuration (any thread) ------------------------------------------------------------
@@ -216,12 +215,6 @@ class FcmFake:
         return len(self.token_requests.items)
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FcmFake is not started")
-        return self._port
-
-    @property
     def url(self) -> str:
         """The endpoint to give the FCM sender (it appends /v1/projects/...)."""
         return f"http://127.0.0.1:{self.port}"
@@ -231,22 +224,6 @@ class FcmFake:
         return f"{self.url}/token"
 
     # -- lifecycle --------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._thread.start()
-        self._port = await self._thread.run(self._serve())
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._thread.run(self._shutdown())
-        await self._thread.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
 
     async def _serve(self) -> int:
         app = web.Application()
