@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import random
+import time
 from typing import Any, Final
 
 import google.auth.exceptions
 import structlog
+from google.auth._helpers import REFRESH_THRESHOLD
 from google.auth.credentials import TokenState
 from google.auth.transport.requests import Request as GoogleAuthRequest
 
@@ -79,11 +82,32 @@ class AccessToken:
         self._retry_base_s = retry_base_s
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
         self._failure: PushOutcome | None = None
+        self._expiry_seen: object = object()
+        self._fresh_until_s = -math.inf
         self.health = AuthHealth()
 
     def start(self) -> None:
         """Fetch the first token in the background."""
         self._keep_fresh_in_background()
+
+    def is_fresh(self) -> bool:
+        """True when the credential's `token_state` is FRESH; the cheap check before each send.
+
+        The same test as google-auth's `token_state` (a token, and now before its expiry less
+        google-auth's refresh threshold), with the expiry converted to epoch seconds once per
+        expiry instead of building two datetimes per push. False means: call `ensure_valid()`.
+        """
+        if self._credential.token is None:
+            return False
+        expiry = self._credential.expiry
+        if expiry is not self._expiry_seen:
+            self._expiry_seen = expiry
+            self._fresh_until_s = (
+                math.inf
+                if expiry is None  # google-auth: a token without expiry never goes stale
+                else (expiry - REFRESH_THRESHOLD).replace(tzinfo=dt.UTC).timestamp()
+            )
+        return time.time() < self._fresh_until_s
 
     async def ensure_valid(self) -> PushOutcome | None:
         """None when a send can go ahead with the current token; otherwise why it cannot."""
