@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import json
+import warnings
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import (
     MAX_TTL_S,
+    body_bytes,
     build_message,
     classify_error,
     encode_body,
@@ -199,6 +202,19 @@ def test_the_request_body_is_firebase_admins_encoding() -> None:
     assert set(body) == {"message"}
     assert body["message"]["token"] == fcm_push().token
     assert body["message"]["android"]["collapse_key"] == fcm_push().collapse_id
+
+
+def test_the_posted_bytes_are_that_encoding_as_json() -> None:
+    message = build_message(fcm_push(title="Live chat · Ängelholm", body='say "hi"\n'), NOW_MS)
+    assert json.loads(body_bytes(message)) == encode_body(message)
+
+
+def test_a_message_to_a_registration_token_is_built_without_the_fid_deprecation_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        message = build_message(fcm_push(), NOW_MS)
+    assert message.token == fcm_push().token
+    assert message.fid is None
 
 
 @pytest.mark.parametrize(
