@@ -28,6 +28,11 @@ async def start_partition_producer(settings: Settings, partition: int) -> AIOKaf
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        # The broker writes a commit's markers after answering it; a transaction begun at once
+        # (the next turn) is refused with CONCURRENT_TRANSACTIONS until they are written and
+        # retried after this backoff. 100 ms (the default) made a busy partition's commits take
+        # ~30 ms at the median and 135 ms at p99; 20 ms: ~14 / ~35 ms (4 partitions, 120 records).
+        retry_backoff_ms=20,
         transaction_timeout_ms=60_000,
     )
     await producer.start()

@@ -37,6 +37,11 @@ IDLE_POLL_MS = 250
 """Longest poll when no timer is near: bounds how late fan-out reports are recorded."""
 COMMIT_TIMEOUT_S = 30.0
 """Longest a partition's transaction may take before it counts as failed (broker timeout: 60 s)."""
+FETCH_MAX_WAIT_MS = 20
+"""How long the broker may hold a fetch for data. aiokafka sends one fetch per broker at a time
+and leaves out partitions with records still buffered, so a partition drained by a turn waits
+for the fetch in flight to return: with the default 500 ms, handoff-to-push latency at 200
+handoffs/s was p50 ~250 ms. 20 ms bounds that wait at the cost of ~50 empty fetches/s when idle."""
 POSITION_WAIT_S = 0.05
 STALL_AFTER_MS = 5_000
 """An owned partition without a fetch response for this long means the worker cannot progress."""
@@ -95,6 +100,7 @@ class ChatWorker:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
         )
@@ -144,26 +150,48 @@ class ChatWorker:
     async def _turn(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumedRecord]]
     ) -> None:
+        """Step every owned partition, then commit their transactions concurrently.
+
+        Each partition has a producer of its own, so the transactions are independent; committed
+        one after another, a deadline or a push due in the last partition waited for all the
+        others' broker round trips (p99 lateness 310 ms at 11k events/s over 4 partitions).
+        """
+        steps: list[tuple[int, TopicPartition, OwnedPartition, StepResult]] = []
         for partition, owned in list(self.ownership.owned.items()):
             tp = self.ownership.topic_partition(partition)
-            records = batches.get(tp, [])
-            result = await self._step_partition(consumer, tp, owned, records)
-            if result.empty:
+            result = await self._step_partition(consumer, tp, owned, batches.get(tp, []))
+            if not result.empty:
+                steps.append((partition, tp, owned, result))
+        # A TaskGroup: a bug (anything but a Kafka error or timeout) cancels the other commits and
+        # ends the loop, as it did when commits ran one by one.
+        async with asyncio.TaskGroup() as group:
+            commits = [
+                (partition, group.create_task(self._commit_then_push(partition, owned.producer, tp, result)))
+                for partition, tp, owned, result in steps
+            ]
+        for partition, commit in commits:
+            error = commit.result()
+            if error is None:
                 continue
-            try:
-                await self._commit(owned.producer, tp, result)
-            except ProducerFenced:
-                self._metrics.transactions.labels("aborted").inc()
+            self._metrics.transactions.labels("aborted").inc()
+            if isinstance(error, ProducerFenced):
                 log.warning("producer_fenced", partition=partition)
                 await self.ownership.lose(consumer, partition, fenced=True)
-                continue
-            except (KafkaError, TimeoutError) as error:
-                self._metrics.transactions.labels("aborted").inc()
+            else:
                 log.warning("transaction_failed", partition=partition, error=repr(error))
                 await self.ownership.lose(consumer, partition, fenced=False)
-                continue
-            self._after_commit(partition, result)
         self._refresh_gauges()
+
+    async def _commit_then_push(
+        self, partition: int, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult
+    ) -> KafkaError | TimeoutError | None:
+        """Commit one partition's transaction and start its pushes at once; the error if it failed."""
+        try:
+            await self._commit(producer, tp, result)
+        except (KafkaError, TimeoutError) as error:
+            return error
+        self._after_commit(partition, result)
+        return None
 
     async def _step_partition(
         self,
@@ -216,7 +244,10 @@ class ChatWorker:
             metrics.rounds_closed.labels(closed.outcome.value).inc()
             if closed.outcome.value == "missed":
                 metrics.deadline_lateness.observe(closed.lateness_ms / 1000)
-            log.info(
+            # Missed rounds at info; joins and ends (the normal case, thousands a second at full
+            # load, ~10% of the worker's CPU when logged) at debug.
+            log_closed = log.info if closed.outcome.value == "missed" else log.debug
+            log_closed(
                 "round_closed",
                 chat_id=closed.chat_id,
                 site_id=closed.site_id,
