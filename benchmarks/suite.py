@@ -107,7 +107,12 @@ async def section(
     return value
 
 
-async def run_suite(scale: Scale, workdir: Path) -> dict[str, Any]:
+SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency")
+
+
+async def run_suite(
+    scale: Scale, workdir: Path, only: frozenset[str] = frozenset(SECTIONS)
+) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m benchmarks --scale {scale.name}",
@@ -118,47 +123,59 @@ async def run_suite(scale: Scale, workdir: Path) -> dict[str, Any]:
     await asyncio.to_thread(broker.start)
     bootstrap = broker.bootstrap_servers
     try:
-        tp = await section(
-            results,
-            "throughput",
-            lambda: throughput.run(bootstrap, scale.throughput_rounds, scale.partitions, workdir / "logs"),
-        )
-        max_rate = tp["worker"]["events_per_s"] if tp else 2_000.0
-        rate = int(min(scale.deadline_rate_cap, max_rate / 2))
-        await section(
-            results,
-            "deadlines",
-            lambda: deadlines.run(
-                bootstrap,
-                workdir,
-                pending=scale.deadline_pending,
-                rate=rate,
-                seconds=scale.deadline_seconds,
-                tta_s=scale.deadline_tta_s,
-                partitions=scale.partitions,
-            ),
-        )
-        rs = await section(
-            results, "restore", lambda: restore.measure(bootstrap, scale.restore_rounds, "restore")
-        )
-        if rs is not None:
-            await section(
+        tp = None
+        if "throughput" in only:
+            tp = await section(
                 results,
-                "capacity",
-                lambda: capacity.run(
-                    bootstrap, workdir, scale.restore_rounds, "restore.chat-events", rs["changelog_topic"]
+                "throughput",
+                lambda: throughput.run(
+                    bootstrap, scale.throughput_rounds, scale.partitions, workdir / "logs"
                 ),
             )
-        await section(
-            results,
-            "push",
-            lambda: push.run(workdir, scale.pushes, scale.push_concurrency, PROVIDER_LATENCY_S),
-        )
-        await section(
-            results,
-            "latency",
-            lambda: latency.run(bootstrap, workdir, HANDOFF_RATE, scale.latency_seconds, PROVIDER_LATENCY_S),
-        )
+        # Half the measured max; without a throughput figure (skipped or failed), half of 20,000/s.
+        max_rate = tp["worker"]["events_per_s"] if tp else 20_000.0
+        rate = int(min(scale.deadline_rate_cap, max_rate / 2))
+        if "deadlines" in only:
+            await section(
+                results,
+                "deadlines",
+                lambda: deadlines.run(
+                    bootstrap,
+                    workdir,
+                    pending=scale.deadline_pending,
+                    rate=rate,
+                    seconds=scale.deadline_seconds,
+                    tta_s=scale.deadline_tta_s,
+                    partitions=scale.partitions,
+                ),
+            )
+        if only & {"restore", "capacity"}:
+            # Capacity reuses the changelog the restore benchmark filled.
+            rs = await section(
+                results, "restore", lambda: restore.measure(bootstrap, scale.restore_rounds, "restore")
+            )
+            if rs is not None and "capacity" in only:
+                await section(
+                    results,
+                    "capacity",
+                    lambda: capacity.run(
+                        bootstrap, workdir, scale.restore_rounds, "restore.chat-events", rs["changelog_topic"]
+                    ),
+                )
+        if "push" in only:
+            await section(
+                results,
+                "push",
+                lambda: push.run(workdir, scale.pushes, scale.push_concurrency, PROVIDER_LATENCY_S),
+            )
+        if "latency" in only:
+            await section(
+                results,
+                "latency",
+                lambda: latency.run(
+                    bootstrap, workdir, HANDOFF_RATE, scale.latency_seconds, PROVIDER_LATENCY_S
+                ),
+            )
     finally:
         await asyncio.to_thread(broker.stop)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
@@ -172,8 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--only",
+        type=lambda value: frozenset(value.split(",")),
+        default=frozenset(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)}); for profiling one",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs in OUT/logs")
     args = parser.parse_args(argv)
+    if unknown := args.only - set(SECTIONS):
+        parser.error(f"unknown section(s) in --only: {', '.join(sorted(unknown))}")
     scale = SCALES[args.scale]
     # As the worker does (push_delivered is debug: filtered out); warnings only, to keep the output short.
     configure_logging("WARNING")
@@ -183,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
         workdir = out / "run" if args.keep_logs else Path(tmp)
-        results = asyncio.run(run_suite(scale, workdir))
+        results = asyncio.run(run_suite(scale, workdir, args.only))
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = render_table(results)
     (out / "table.md").write_text(table + "\n")
