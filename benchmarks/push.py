@@ -1,10 +1,16 @@
-"""Push cost and rate: our senders (firebase-admin / aioapns inside `FcmSender` / `ApnsSender`) vs a
-bare HTTP client posting the same payloads to the same provider fakes, in one process and one run.
+"""Push cost and rate: our senders (firebase-admin / aioapns inside `FcmSender` / `ApnsSender`) vs the
+official clients alone and vs a bare HTTP client, posting the same payloads to the same provider
+fakes, in one process and one run.
 
 Each contender sends `pushes` alert pushes with at most `concurrency` in flight to a fake that
 answers after `latency_s`. Client CPU is `time.thread_time()` of this thread (the fakes run their
 own event loops in threads of their own, see `devtools.fakes`), divided by the pushes; the rate is
 pushes over wall time. A warm-up (connections, OAuth / provider token) is not counted.
+
+Official client alone: firebase-admin's own send path (`messaging.send_each_async` of an app whose
+messaging service is pointed at the fake: it has no endpoint setting, so `FCM_URL` is swapped only
+while the service is built); aioapns' `APNs` client with its default settings, pointed at the fake
+through its protocol class, without `ApnsSender`'s repairs, timeout and outcome mapping.
 
 Bare FCM: aiohttp, one OAuth2 access token fetched once with google-auth and cached, FCM v1 JSON
 built per push. Bare APNs: httpx with HTTP/2 on one TLS connection, one ES256 provider token
@@ -17,13 +23,19 @@ import asyncio
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import firebase_admin
 import httpx
 import jwt
+from aioapns import APNs, NotificationRequest, PushType
+from firebase_admin import credentials as firebase_credentials
+from firebase_admin import messaging
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
@@ -119,6 +131,8 @@ async def fcm(
     finally:
         await sender.close()
 
+    official = await fcm_official_client(credentials, fake, pushes, concurrency)
+
     account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(credentials.fcm_service_account), scopes=[FCM_SCOPE]
     )
@@ -134,7 +148,57 @@ async def fcm(
                 return response.status == 200 and "name" in answer
 
         bare = await drive(bare_send, Provider.FCM, pushes, concurrency)
-    return {"sender": ours, "bare_aiohttp": bare, **_ratios(ours, bare)}
+    return {
+        "sender": ours,
+        "official_client": official,
+        "bare_aiohttp": bare,
+        **_ratios(ours, official, bare),
+    }
+
+
+def fcm_message(push: Push) -> messaging.Message:
+    """The firebase-admin message for an alert push, as an application using it alone writes it."""
+    message = messaging.Message(
+        data=dict(push.data),
+        notification=messaging.Notification(title=push.title, body=push.body),
+        android=messaging.AndroidConfig(
+            collapse_key=push.collapse_id,
+            priority="high",
+            ttl=max(0, push.expires_at_ms - now_ms()) // 1000,
+            notification=messaging.AndroidNotification(tag=push.collapse_id),
+        ),
+    )
+    message.token = push.token  # Message(token=...) warns (deprecated for FIDs); the field is the same
+    return message
+
+
+async def fcm_official_client(
+    credentials: GeneratedCredentials, fake: FcmFake, pushes: int, concurrency: int
+) -> dict[str, float]:
+    """The official FCM client alone: firebase-admin's `send_each_async`, its own auth and HTTP client."""
+    certificate = firebase_credentials.Certificate(str(credentials.fcm_service_account))
+    app = firebase_admin.initialize_app(certificate, name=f"bench-official-{uuid.uuid4().hex}")
+    # firebase-admin formats the class attribute FCM_URL into the service's send URL once, when the
+    # app's messaging service is built; set it for that moment only (as FcmSender once did).
+    service_class = messaging._MessagingService  # noqa: SLF001 -- its only endpoint hook
+    google_url = service_class.FCM_URL
+    service_class.FCM_URL = f"{fake.url}/v1/projects/{{0}}/messages:send"
+    try:
+        service = messaging._get_messaging_service(app)  # noqa: SLF001 -- builds and caches it on `app`
+    finally:
+        service_class.FCM_URL = google_url
+
+    async def official_send(push: Push) -> bool:
+        batch = await messaging.send_each_async([fcm_message(push)], app=app)
+        return bool(batch.success_count == 1)
+
+    try:
+        return await drive(official_send, Provider.FCM, pushes, concurrency)
+    finally:
+        # delete_app() closes the service's HTTP client with asyncio.run(), which cannot run inside
+        # this loop: close it here first, then delete the app from a worker thread.
+        await service._async_client.aclose()  # noqa: SLF001
+        await asyncio.to_thread(firebase_admin.delete_app, app)
 
 
 async def apns(
@@ -157,6 +221,8 @@ async def apns(
         ours = await drive(via_sender, Provider.APNS, pushes, concurrency)
     finally:
         await sender.close()
+
+    official = await apns_official_client(credentials, fake, pushes, concurrency)
 
     provider_token = jwt.encode(
         {"iss": credentials.apns_team_id, "iat": int(time.time())},
@@ -188,13 +254,65 @@ async def apns(
             return response.status_code == 200
 
         bare = await drive(bare_send, Provider.APNS, pushes, concurrency)
-    return {"sender": ours, "bare_httpx_h2": bare, **_ratios(ours, bare)}
+    return {
+        "sender": ours,
+        "official_client": official,
+        "bare_httpx_h2": bare,
+        **_ratios(ours, official, bare),
+    }
 
 
-def _ratios(ours: dict[str, float], bare: dict[str, float]) -> dict[str, float | None]:
+async def apns_official_client(
+    credentials: GeneratedCredentials, fake: ApnsFake, pushes: int, concurrency: int
+) -> dict[str, float]:
+    """The official APNs client alone: aioapns' `APNs` with its defaults (pool, attempts, token)."""
+    context = ssl.create_default_context(cafile=str(credentials.ca_cert))
+    context.set_alpn_protocols(["h2"])
+    client = APNs(
+        key=credentials.apns_key.read_text(),
+        key_id=credentials.apns_key_id,
+        team_id=credentials.apns_team_id,
+        topic=TOPIC,
+        ssl_context=context,
+    )
+    # aioapns has no endpoint setting either: it connects to its protocol class's host and port.
+    url = urlsplit(fake.url)
+    client.pool.protocol_class = type(
+        "FakeEndpoint",
+        (client.pool.protocol_class,),
+        {"APNS_SERVER": url.hostname, "APNS_PORT": url.port},
+    )
+
+    async def official_send(push: Push) -> bool:
+        request = NotificationRequest(
+            device_token=push.token,
+            message={
+                "aps": {"alert": {"title": push.title, "body": push.body}, "sound": "default"},
+                **push.data,
+            },
+            time_to_live=max(0, push.expires_at_ms // 1000 - int(time.time())),
+            priority=10,
+            collapse_key=push.collapse_id,
+            push_type=PushType.ALERT,
+        )
+        return (await client.send_notification(request)).is_successful
+
+    try:
+        return await drive(official_send, Provider.APNS, pushes, concurrency)
+    finally:
+        client.pool.close()
+
+
+def _ratios(
+    ours: dict[str, float], official: dict[str, float], bare: dict[str, float]
+) -> dict[str, float | None]:
     return {
         "ratio_cpu_sender_over_bare": ratio(ours["cpu_us_per_push"], bare["cpu_us_per_push"]),
         "ratio_rate_sender_over_bare": ratio(ours["pushes_per_s"], bare["pushes_per_s"]),
+        "ratio_cpu_official_over_bare": ratio(official["cpu_us_per_push"], bare["cpu_us_per_push"]),
+        "ratio_rate_official_over_bare": ratio(official["pushes_per_s"], bare["pushes_per_s"]),
+        "ratio_cpu_sender_over_official": ratio(ours["cpu_us_per_push"], official["cpu_us_per_push"]),
+        "ratio_rate_sender_over_official": ratio(ours["pushes_per_s"], official["pushes_per_s"]),
     }
 
 
