@@ -49,11 +49,14 @@ class OwnedPartition:
     """Latest fetch-response time whose last stable offset the consumer has reached (ditto)."""
     stable_samples: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))
     """(last stable offset, response time) pairs seen but not yet reached by the position."""
+    lag: int = 0
+    """Last stable offset minus position at the last step (records readable, not yet read)."""
 
     def observe(self, position: int, stable: int | None, polled_ms: int | None) -> bool:
         """Record what the last fetch response said; return whether the partition is caught up."""
         if stable is None or polled_ms is None:
             return False
+        self.lag = max(0, stable - position)
         if not self.stable_samples or self.stable_samples[-1] != (stable, polled_ms):
             self.stable_samples.append((stable, polled_ms))
         while self.stable_samples and self.stable_samples[0][0] <= position:

@@ -269,6 +269,7 @@ class ChatWorker:
         stores = [owned.store for owned in self.ownership.owned.values()]
         self._metrics.pending_rounds.set(sum(store.pending_count for store in stores))
         self._metrics.pending_timers.set(sum(store.timer_count for store in stores))
+        self._metrics.consumer_lag.set(sum(owned.lag for owned in self.ownership.owned.values()))
         self._metrics.owned_partitions.set(len(stores))
 
 

@@ -109,6 +109,12 @@ class Metrics:
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 60),
         )
+        self.consumer_lag = Gauge(
+            "notifier_consumer_lag_records",
+            "Records readable in the owned input partitions but not yet read (last stable offset "
+            "minus position, summed); partitions nobody owns show only in the group's lag",
+            registry=r,
+        )
         self.owned_partitions = Gauge(
             "notifier_owned_partitions", "Input partitions this worker owns", registry=r
         )

@@ -114,6 +114,16 @@ def test_stable_offset_samples_become_a_horizon_once_the_position_reaches_them()
     assert owned.observe(position=12, stable=None, polled_ms=None) is False
 
 
+def test_lag_is_what_the_last_fetch_made_readable_but_the_position_has_not_reached() -> None:
+    owned = OwnedPartition(PartitionStore(0), producer=None)
+    owned.observe(position=5, stable=10, polled_ms=1_000)
+    assert owned.lag == 5
+    owned.observe(position=10, stable=10, polled_ms=1_100)
+    assert owned.lag == 0
+    owned.observe(position=10, stable=None, polled_ms=None)
+    assert owned.lag == 0, "no fetch response known: the last lag stays"
+
+
 def test_unknown_types_are_dead_lettered_unless_tolerated() -> None:
     unknown = traffic.cloud_event("livechat.chat.typing", {"chat_id": "c1"})
     strict = step().run(PartitionStore(4), [Record(b"c1", unknown, 3)], [], T0, T0)
