@@ -29,8 +29,9 @@ from devtools import traffic
 from devtools.credentials import generate_credentials
 from devtools.fakes.apns import ApnsFake
 from devtools.fakes.fcm import FcmFake
-from devtools.kafka_broker import KafkaBroker, free_port
+from devtools.kafka_broker import KafkaBroker
 from devtools.kafka_io import OutputReader, Publisher
+from devtools.kafka_process import free_port
 
 APNS_TOPIC = "com.example.livechat"
 WORKER_EVENTS = {"worker_starting", "directories_loaded", "partition_restored", "push_sent", "round_closed"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import ClientError, ClientSession
 
-from devtools.kafka_broker import free_port
+from devtools.kafka_process import free_port
 from service.settings import Settings
 
 

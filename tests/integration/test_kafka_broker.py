@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from devtools.kafka_broker import KafkaBroker, metadata_broker_ids
+from devtools.kafka_broker import KafkaBroker
+from devtools.kafka_process import metadata_broker_ids
 
 pytestmark = pytest.mark.kafka
 

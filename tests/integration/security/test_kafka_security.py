@@ -24,8 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools import traffic
 from devtools.credentials import generate_credentials
-from devtools.kafka_broker import free_port
 from devtools.kafka_io import OutputReader, Publisher
+from devtools.kafka_process import free_port
 from service.errors import KafkaConnectionFailedError
 from service.kafka.connection import check_connection, client_options
 from service.settings import load_settings

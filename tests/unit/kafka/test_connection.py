@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
-from devtools.kafka_broker import free_port
+from devtools.kafka_process import free_port
 from service.__main__ import main
 from service.errors import ConfigurationError, KafkaConnectionFailedError
 from service.kafka.connection import check_connection, check_kafka_credentials, client_options
