@@ -85,7 +85,7 @@ def on_fan_out_finished(
 ) -> list[Effect]:
     """Record who got the request, so the Missed report and closing updates are exact."""
     if isinstance(state, PendingRound) and state.request_id == request_id and state.delivered is None:
-        return [PutState(replace(state, delivered=delivered))]
+        return [PutState(state.with_delivered(delivered))]
     return []
 
 

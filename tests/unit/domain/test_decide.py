@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TypeVar
 
 from service.domain.decide import (
@@ -150,7 +149,7 @@ def test_end_cancels_the_round() -> None:
 def test_deadline_emits_exactly_one_missed_and_one_chatbot_message_with_contact() -> None:
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
-    pending = replace(pending, delivered=pending.targets)
+    pending = pending.with_delivered(pending.targets)
     effects = on_timer(pending, pending.deadline_ms + 7, w)
     (missed,) = only(effects, EmitMissed)
     (chatbot,) = only(effects, EmitChatbotMessage)
@@ -211,6 +210,17 @@ def test_fan_out_report_for_an_older_round_is_ignored() -> None:
     assert on_fan_out_finished(pending, "some-older-request", ()) == []
 
 
+def test_a_finished_fan_out_shares_the_targets_tuple_and_lets_the_visitor_name_go() -> None:
+    w = world(agent())
+    pending = started_round(on_chat_event(None, request(visitor_name="Ada"), T0, w))
+    assert pending.visitor_name == "Ada"
+    reached = tuple(DeviceRef(ref.agent_id, ref.device_id) for ref in pending.targets)
+    (put,) = only(on_fan_out_finished(pending, pending.request_id, reached), PutState)
+    assert isinstance(put.state, PendingRound)
+    assert put.state.delivered is pending.targets
+    assert put.state.visitor_name is None
+
+
 def test_resume_pushes_an_interrupted_fan_out_only_while_in_time() -> None:
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
@@ -218,7 +228,7 @@ def test_resume_pushes_an_interrupted_fan_out_only_while_in_time() -> None:
     (again,) = resume_fan_out(pending, T0 + 1_000, w)
     assert isinstance(again, SendPushes) and len(again.pushes) == 1
     assert resume_fan_out(pending, pending.deadline_ms, w) == []
-    assert resume_fan_out(replace(pending, delivered=()), T0, w) == []
+    assert resume_fan_out(pending.with_delivered(()), T0, w) == []
 
 
 def test_a_site_deleted_while_a_round_runs_still_words_its_contact_message() -> None:
