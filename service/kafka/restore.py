@@ -10,15 +10,14 @@ read, a zombie's uncommitted writes.
 from __future__ import annotations
 
 import gc
+from typing import Protocol, TypeVar
 
-import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from service.domain.rounds import ChatState
 from service.kafka.connection import client_options
 from service.settings import Settings
-from service.state.changelog import decode_state
+from service.state.changelog import StateReplay
 from service.state.store import PartitionStore
 
 log = structlog.get_logger(__name__)
@@ -47,8 +46,7 @@ async def _restore(settings: Settings, partition: int) -> PartitionStore:
         isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
-    states: dict[str, ChatState] = {}
-    unreadable = 0
+    replay = StateReplay()
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -58,27 +56,24 @@ async def _restore(settings: Settings, partition: int) -> PartitionStore:
         # An empty partition is skipped outright: asking its position would wait for a fetch.
         while end > begin and await consumer.position(tp) < end:
             batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-            for record in batches.get(tp, []):
-                if record.offset >= end:
-                    break
-                unreadable += _apply(states, record.key, record.value)
+            replay.apply(before(batches.get(tp, []), end))
     finally:
         await consumer.stop()
-    if unreadable:
-        log.error("changelog_records_unreadable", partition=partition, count=unreadable)
-    return PartitionStore.restored(partition, states)
+    if replay.unreadable:
+        log.error("changelog_records_unreadable", partition=partition, count=replay.unreadable)
+    return PartitionStore.restored(partition, replay.states)
 
 
-def _apply(states: dict[str, ChatState], key: bytes | None, value: bytes | None) -> int:
-    """Replay one changelog record (the last record per chat wins); 1 if it was unreadable."""
-    if key is None:
-        return 1
-    chat_id = key.decode()
-    if value is None:
-        states.pop(chat_id, None)
-        return 0
-    try:
-        states[chat_id] = decode_state(value)
-    except msgspec.DecodeError:
-        return 1
-    return 0
+class _Record(Protocol):
+    @property
+    def offset(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Record)
+
+
+def before(records: list[_R], end: int) -> list[_R]:
+    """The records of a batch (in offset order) that precede offset `end`."""
+    if not records or records[-1].offset < end:
+        return records
+    return [record for record in records if record.offset < end]
