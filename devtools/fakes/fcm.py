@@ -162,6 +162,8 @@ class FcmFake(ThreadedFake):
         self.token_lifetime_s = token_lifetime_s
         self.latency_s = latency_s
         """Added to every send (not to token fetches)."""
+        self.token_latency_s = 0.0
+        """Added to every token request, before it is answered."""
         self.messages: Recorder[ReceivedMessage] = Recorder()
         self.attempts: Recorder[SendAttempt] = Recorder()
         """Every answered send (after any injected delay or hang)."""
@@ -246,6 +248,8 @@ class FcmFake(ThreadedFake):
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_attempts.append(time.monotonic())
+        if self.token_latency_s:
+            await asyncio.sleep(self.token_latency_s)
         form = await request.post()
         outage = self._token_outage
         if outage is not None and outage.drop_connection and request.transport is not None:

@@ -236,6 +236,36 @@ async def test_a_hanging_fcm_times_out_as_retry_later(make_sender: MakeSender, f
     assert (await sender.send(fcm_push("fine"))).kind is OutcomeKind.DELIVERED
 
 
+async def test_waiting_for_a_slow_access_token_never_outlasts_the_send_timeout(
+    make_sender: MakeSender, fcm_fake: FcmFake
+) -> None:
+    fcm_fake.token_latency_s = 2.0
+    sender = await make_sender(timeout_s=0.5, token_retry_base_s=0.05)
+
+    started = time.monotonic()
+    outcome = await sender.send(fcm_push("first"))
+    elapsed = time.monotonic() - started
+
+    assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+    assert elapsed < 1.5, f"the token wait held the send for {elapsed:.2f} s (timeout 0.5 s)"
+    # The token request itself timed out too; once the endpoint is quick, the retries get one.
+    fcm_fake.token_latency_s = 0.0
+    await fcm_fake.token_requests.wait_for(lambda issued: len(issued) >= 1, 10.0)
+    assert (await sender.send(fcm_push("later"))).kind is OutcomeKind.DELIVERED
+
+
+async def test_only_the_time_the_token_wait_left_bounds_the_request(
+    make_sender: MakeSender, fcm_fake: FcmFake
+) -> None:
+    # Token 0.3 s + send 0.4 s: delivered if the request got a fresh 0.5 s, a timeout if it gets
+    # only what the token wait left of the send's 0.5 s.
+    fcm_fake.token_latency_s = 0.3
+    fcm_fake.latency_s = 0.4
+    sender = await make_sender(timeout_s=0.5)
+
+    assert await sender.send(fcm_push()) == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+
+
 async def test_added_latency_delays_but_delivers(sender: FcmSender, fcm_fake: FcmFake) -> None:
     fcm_fake.latency_s = 0.2
     started = time.monotonic()
