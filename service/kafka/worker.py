@@ -46,8 +46,9 @@ COMMIT_TIMEOUT_S = 30.0
 FETCH_MAX_WAIT_MS = 20
 """How long the broker may hold a fetch for data. aiokafka sends one fetch per broker at a time
 and leaves out partitions with records still buffered, so a partition drained by a turn waits
-for the fetch in flight to return: with the default 500 ms, handoff-to-push latency at 200
-handoffs/s was p50 ~250 ms. 20 ms bounds that wait at the cost of ~50 empty fetches/s when idle."""
+for the fetch in flight to return, up to the default 500 ms. Producer to `read_committed`
+consumer at 200 records/s measured p50 2.2 / p99 9.2 ms with 500 and 1.8 / 5.3 ms with 20; the
+cost is ~50 empty fetches/s per broker when idle."""
 POSITION_WAIT_S = 0.05
 STALL_AFTER_MS = 5_000
 """An owned partition without a fetch response for this long means the worker cannot progress."""
