@@ -41,6 +41,13 @@ class LoopThread:
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()
+            # As asyncio.run does: cancel what is left (a handler still delaying its answer) and
+            # let it unwind, so its transport is closed here rather than left for the garbage
+            # collector to find, which pytest reports as an unclosed-socket ResourceWarning.
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

@@ -16,6 +16,7 @@ The server runs on 127.0.0.1 on a free port in its own thread (see `devtools.fak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -248,8 +249,10 @@ class FcmFake(ThreadedFake):
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_attempts.append(time.monotonic())
-        if self.token_latency_s:
-            await asyncio.sleep(self.token_latency_s)
+        if self.token_latency_s and self._stopping is not None:
+            # Cut short by stop(), like a hang: no handler outlives the fake.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.token_latency_s)
         form = await request.post()
         outage = self._token_outage
         if outage is not None and outage.drop_connection and request.transport is not None:
