@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from devtools import traffic
 from devtools.chaos.fleet import Fleet, Worker, worker_env
-from devtools.kafka_io import isolated_names
-from service.kafka.topics import ensure_topics
+from devtools.kafka_io import isolated_settings
 from service.settings import Settings
 
 SITE_ID = "site-bench"
@@ -41,18 +40,9 @@ async def fresh_settings(bootstrap: str, name: str, partitions: int, **overrides
     (`topic_chat_events=...`) while keeping their own group, changelog and outputs.
     """
     prefix = f"b{next(_counter)}-{name}-{now_ms() % 10**7}"
-    values: dict[str, Any] = {
-        "kafka_bootstrap_servers": bootstrap,
-        **isolated_names(prefix),
-        "http_host": "127.0.0.1",
-        "http_port": 0,
-        "shutdown_grace_seconds": 5.0,
-        "kafka_session_timeout_ms": 10_000,
-    }
-    values.update(overrides)
-    settings = Settings(**values)
-    await ensure_topics(settings, partitions, 1)
-    return settings
+    return await isolated_settings(
+        bootstrap, prefix, partitions, **{"kafka_session_timeout_ms": 10_000} | overrides
+    )
 
 
 @dataclass

@@ -11,6 +11,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from service.kafka.topics import ensure_topics
+from service.settings import Settings
+
 
 def isolated_names(prefix: str) -> dict[str, str]:
     """Settings naming a consumer group and every topic after `prefix`, so runs sharing one broker
@@ -26,6 +29,22 @@ def isolated_names(prefix: str) -> dict[str, str]:
         "topic_dead_letter": f"{prefix}.dead-letter",
         "topic_changelog": f"{prefix}.changelog",
     }
+
+
+async def isolated_settings(bootstrap: str, prefix: str, partitions: int, **overrides: Any) -> Settings:
+    """Settings for a worker on `bootstrap` with the group and topics of `isolated_names(prefix)`,
+    served on a free local port, the topics created with `partitions` partitions. Overrides win."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        **isolated_names(prefix),
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "shutdown_grace_seconds": 5.0,
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    await ensure_topics(settings, partitions, 1)
+    return settings
 
 
 class Publisher:

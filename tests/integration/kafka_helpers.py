@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devtools.kafka_io import isolated_names
-from service.kafka.topics import ensure_topics
+from devtools.kafka_io import isolated_settings
 from service.settings import Settings
 
 _counter = itertools.count()
@@ -18,18 +17,9 @@ _counter = itertools.count()
 async def fresh_settings(bootstrap: str, partitions: int = 2, **overrides: Any) -> Settings:
     """Settings with topics and a group of their own, the topics already created."""
     prefix = f"t{next(_counter)}-{int(time.time() * 1000) % 10**8}"
-    values: dict[str, Any] = {
-        "kafka_bootstrap_servers": bootstrap,
-        **isolated_names(prefix),
-        "http_host": "127.0.0.1",
-        "http_port": 0,
-        "shutdown_grace_seconds": 5.0,
-        "kafka_session_timeout_ms": 6_000,
-    }
-    values.update(overrides)
-    settings = Settings(**values)
-    await ensure_topics(settings, partitions, 1)
-    return settings
+    return await isolated_settings(
+        bootstrap, prefix, partitions, **{"kafka_session_timeout_ms": 6_000} | overrides
+    )
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
