@@ -45,7 +45,7 @@ from devtools.fakes.apns import ApnsFake
 from devtools.fakes.fcm import FcmFake
 from service.clock import SystemClock
 from service.push.apns import ApnsSender
-from service.push.base import OutcomeKind, Provider, Push, PushKind
+from service.push.base import OutcomeKind, Provider, Push, PushKind, PushSender
 from service.push.fcm import FcmSender
 
 TOPIC = "com.example.livechat.bench"
@@ -98,6 +98,18 @@ async def drive(
     }
 
 
+async def drive_sender(sender: PushSender, pushes: int, concurrency: int) -> dict[str, float]:
+    """`drive` through one of our senders (counting only delivered pushes), then close it."""
+
+    async def via_sender(push: Push) -> bool:
+        return (await sender.send(push)).kind is OutcomeKind.DELIVERED
+
+    try:
+        return await drive(via_sender, sender.provider, pushes, concurrency)
+    finally:
+        await sender.close()
+
+
 def fcm_v1_body(push: Push) -> dict[str, Any]:
     """The FCM v1 request body a bare client writes for an alert push (what firebase-admin sends)."""
     ttl = max(0, push.expires_at_ms - now_ms()) // 1000
@@ -123,13 +135,7 @@ async def fcm(
         service_account_file=credentials.fcm_service_account, clock=SystemClock(), endpoint=fake.url
     )
 
-    async def via_sender(push: Push) -> bool:
-        return (await sender.send(push)).kind is OutcomeKind.DELIVERED
-
-    try:
-        ours = await drive(via_sender, Provider.FCM, pushes, concurrency)
-    finally:
-        await sender.close()
+    ours = await drive_sender(sender, pushes, concurrency)
 
     official = await fcm_official_client(credentials, fake, pushes, concurrency)
 
@@ -214,13 +220,7 @@ async def apns(
         extra_ca_file=credentials.ca_cert,
     )
 
-    async def via_sender(push: Push) -> bool:
-        return (await sender.send(push)).kind is OutcomeKind.DELIVERED
-
-    try:
-        ours = await drive(via_sender, Provider.APNS, pushes, concurrency)
-    finally:
-        await sender.close()
+    ours = await drive_sender(sender, pushes, concurrency)
 
     official = await apns_official_client(credentials, fake, pushes, concurrency)
 
