@@ -14,6 +14,7 @@ or leak on a long-lived connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from service.errors import PushConfigurationError
 from service.push.apns_protocol import ExpiringRequest, protocol_for
 from service.push.apns_token import ProviderToken
 from service.push.base import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.limits import PayloadTooLargeError, collapse_id_for, ensure_fits, fit_texts
 
 log = structlog.get_logger(__name__)
 
@@ -67,31 +69,41 @@ class ApnsNotification:
 
 
 def build_notification(push: Push) -> ApnsNotification:
-    """The APNs notification for `push`; ValueError if the push cannot be expressed."""
+    """The APNs notification for `push`; ValueError if the push cannot be expressed.
+
+    The collapse id is derived from the chat id so that it fits Apple's 64 bytes, and the alert's
+    title and body are cut (`fit_texts`) so that the payload, as aioapns serializes it, fits
+    Apple's 4096 bytes (`limits.py`); `PayloadTooLargeError` if it cannot.
+    """
     if push.provider is not Provider.APNS:
         raise ValueError(f"not an APNs push: {push.provider}")
     if "aps" in push.data:
         raise ValueError("data must not use the key 'aps', which APNs reserves")
     expiration_s = push.expires_at_ms // 1000
+    collapse_id = collapse_id_for(push.collapse_id)
     if push.kind is PushKind.HANDOFF_CLOSED:
         # A background push: no alert; the app wakes (as iOS allows) and clears the request.
+        background: dict[str, Any] = {"aps": {"content-available": 1}, **push.data}
+        ensure_fits(payload_size(background))
         return ApnsNotification(
-            {"aps": {"content-available": 1}, **push.data},
-            PushType.BACKGROUND,
-            PRIORITY_POWER_SAVING,
-            push.collapse_id,
-            expiration_s,
+            background, PushType.BACKGROUND, PRIORITY_POWER_SAVING, collapse_id, expiration_s
         )
-    alert = {key: value for key, value in (("title", push.title), ("body", push.body)) if value is not None}
-    if not alert:
+    if push.title is None and push.body is None:
         raise ValueError("a handoff request needs a title or a body")
+
+    def alert_payload(title: str | None, body: str | None) -> dict[str, Any]:
+        alert = {key: value for key, value in (("title", title), ("body", body)) if value is not None}
+        return {"aps": {"alert": alert, "sound": "default"}, **push.data}
+
+    title, body = fit_texts(push.title, push.body, lambda t, b: payload_size(alert_payload(t, b)))
     return ApnsNotification(
-        {"aps": {"alert": alert, "sound": "default"}, **push.data},
-        PushType.ALERT,
-        PRIORITY_IMMEDIATE,
-        push.collapse_id,
-        expiration_s,
+        alert_payload(title, body), PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s
     )
+
+
+def payload_size(payload: dict[str, Any]) -> int:
+    """The payload's size in bytes as aioapns 4.0 sends it (`json.dumps(..., ensure_ascii=False)`)."""
+    return len(json.dumps(payload, ensure_ascii=False).encode())
 
 
 def classify_response(status: int, reason: str | None) -> PushOutcome:
@@ -248,6 +260,8 @@ class ApnsSender:
     async def _send(self, push: Push) -> PushOutcome:
         try:
             notification = build_notification(push)
+        except PayloadTooLargeError:
+            return PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
         except ValueError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "invalid_push")
         tried = self._learned.get(push.token, push.apns_environment)

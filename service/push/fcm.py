@@ -37,6 +37,7 @@ from service.errors import PushConfigurationError
 from service.push.base import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
 from service.push.fcm_token import AccessToken
+from service.push.limits import PayloadTooLargeError, collapse_id_for, ensure_fits, fit_texts
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +60,18 @@ def ttl_seconds(expires_at_ms: int, now_ms: int) -> int:
 
 
 def build_message(push: Push, now_ms: int) -> messaging.Message:
-    """The FCM v1 message for `push`; ValueError if the push cannot be expressed."""
+    """The FCM v1 message for `push`; ValueError if the push cannot be expressed.
+
+    The collapse key and the notification tag are the chat's derived collapse id (`limits.py`),
+    the same as APNs'. The 4096-byte limit is enforced where the message is encoded
+    (`body_bytes`), so that firebase-admin's encoder runs once per push.
+    """
     if push.provider is not Provider.FCM:
         raise ValueError(f"not an FCM push: {push.provider}")
+    collapse_id = collapse_id_for(push.collapse_id)
     fields: dict[str, Any] = {"data": dict(push.data)}
     android: dict[str, Any] = {
-        "collapse_key": push.collapse_id,
+        "collapse_key": collapse_id,
         "priority": "high",
         "ttl": ttl_seconds(push.expires_at_ms, now_ms),
     }
@@ -73,7 +80,7 @@ def build_message(push: Push, now_ms: int) -> messaging.Message:
             raise ValueError("a handoff request needs a title or a body")
         fields["notification"] = messaging.Notification(title=push.title, body=push.body)
         # The tag makes a later notification for the same chat replace this one on the phone.
-        android["notification"] = messaging.AndroidNotification(tag=push.collapse_id)
+        android["notification"] = messaging.AndroidNotification(tag=collapse_id)
     # HANDOFF_CLOSED stays data-only, still high priority: on a dozing phone a normal-priority
     # message waits for a maintenance window, and the stale alert would stay up until then.
     fields["android"] = messaging.AndroidConfig(**android)
@@ -157,11 +164,38 @@ def encode_body(message: messaging.Message) -> dict[str, Any]:
 
 
 _json: Final = msgspec.json.Encoder()
+_TARGETS: Final = frozenset({"token", "fid", "topic", "condition"})
 
 
 def body_bytes(message: messaging.Message) -> bytes:
-    """`encode_body(message)` as JSON bytes (msgspec: a sixth of `json.dumps`'s CPU per push)."""
-    return _json.encode(encode_body(message))
+    """`encode_body(message)` as JSON bytes (msgspec: a sixth of `json.dumps`'s CPU per push),
+    with the notification's title and body cut (`fit_texts`) so that `payload_size` is at most
+    4096 bytes; `PayloadTooLargeError` if it cannot be."""
+    body = encode_body(message)
+    encoded: dict[str, Any] = body["message"]
+    notification = encoded.get("notification")
+    if not isinstance(notification, dict):
+        ensure_fits(payload_size(encoded))
+        return _json.encode(body)
+
+    def with_texts(title: str | None, text: str | None) -> dict[str, Any]:
+        texts = {key: value for key, value in (("title", title), ("body", text)) if value is not None}
+        others = {key: value for key, value in notification.items() if key not in {"title", "body"}}
+        return {**encoded, "notification": {**others, **texts}}
+
+    title, text = fit_texts(
+        notification.get("title"), notification.get("body"), lambda t, b: payload_size(with_texts(t, b))
+    )
+    if (title, text) == (notification.get("title"), notification.get("body")):
+        return _json.encode(body)
+    return _json.encode({"message": with_texts(title, text)})
+
+
+def payload_size(encoded: Mapping[str, Any]) -> int:
+    """What FCM's 4096-byte limit is held against: the encoded v1 `message` without its target
+    (`token`), as compact UTF-8 JSON. FCM documents the limit for the data and notification
+    payload; the whole message is a superset of that, so what fits here fits FCM."""
+    return len(_json.encode({key: value for key, value in encoded.items() if key not in _TARGETS}))
 
 
 # -- shell ------------------------------------------------------------------------------------------
@@ -266,6 +300,8 @@ class FcmSender:
             return PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
         except (aiohttp.ClientError, OSError):
             return PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
+        except PayloadTooLargeError:
+            return PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
         except ValueError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "invalid_push")
         if outcome.reason == "UNAUTHENTICATED":  # our access token, not a device's APNs credentials
