@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioapns import PushType
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.apns import ApnsFake, ApnsFault
 from service.errors import PushConfigurationError
-from service.push.apns import ApnsSender
+from service.push import apns
+from service.push.apns import ApnsNotification, ApnsSender
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.limits import ELLIPSIS, collapse_id_for
 
 TOPIC = "com.example.livechat.agent"
 
@@ -186,18 +189,56 @@ async def test_each_apns_answer_maps_to_its_outcome(
 
 
 @pytest.mark.parametrize(
-    ("overrides", "reason"),
+    ("collapse_id", "payload", "reason"),
     [
-        ({"collapse_id": "x" * 65}, "BadCollapseId"),
-        ({"data": {"blob": "x" * 4100}}, "PayloadTooLarge"),
+        ("x" * 65, {"aps": {"alert": {"body": "hi"}}}, "BadCollapseId"),
+        ("chat-42", {"aps": {"alert": {"body": "x" * 4100}}}, "PayloadTooLarge"),
     ],
 )
-async def test_apple_limits_are_request_bugs(
-    sender: ApnsSender, overrides: dict[str, Any], reason: str
+async def test_the_fake_refuses_what_apple_refuses(
+    sender: ApnsSender,
+    production: ApnsFake,
+    monkeypatch: pytest.MonkeyPatch,
+    collapse_id: str,
+    payload: dict[str, Any],
+    reason: str,
 ) -> None:
-    outcome = await sender.send(apns_push("d0", **overrides))
+    # What the sender sent before it kept to Apple's limits, sent through aioapns for real.
+    def unlimited(push: Push) -> ApnsNotification:
+        return ApnsNotification(payload, PushType.ALERT, 10, collapse_id, push.expires_at_ms // 1000)
 
-    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+    monkeypatch.setattr(apns, "build_notification", unlimited)
+
+    assert await sender.send(apns_push("d0")) == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+    assert production.requests.items == ["d0"]
+
+
+async def test_a_long_chat_id_is_sent_with_its_derived_collapse_id(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    chat_id = "x" * 65
+
+    assert await sender.send(apns_push("d1", collapse_id=chat_id)) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = production.notifications.items
+    assert received.collapse_id == collapse_id_for(chat_id)
+
+
+async def test_huge_texts_are_cut_to_fit_and_delivered(sender: ApnsSender, production: ApnsFake) -> None:
+    push = apns_push("d2", title="Live chat request · " + "観" * 200, body="😀" * 1000)
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = production.notifications.items
+    assert received.payload["aps"]["alert"]["title"] == push.title
+    assert received.payload["aps"]["alert"]["body"].endswith(ELLIPSIS)
+
+
+async def test_data_too_big_for_apple_is_a_request_bug_without_a_request(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    outcome = await sender.send(apns_push("d3", data={"blob": "x" * 4100}))
+
+    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
+    assert production.requests.items == []
 
 
 async def test_a_wrong_topic_or_key_id_is_a_request_bug(make_sender: MakeSender) -> None:

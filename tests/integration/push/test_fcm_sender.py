@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from firebase_admin import messaging
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
-from devtools.fakes.fcm import FcmFake, FcmFault, TokenFault
+from devtools.fakes.fcm import MAX_PAYLOAD_BYTES, FcmFake, FcmFault, TokenFault, payload_size
 from service.errors import PushConfigurationError
+from service.push import fcm
 from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import FCM_ENDPOINT, FcmSender
+from service.push.limits import ELLIPSIS, collapse_id_for
 from tests.integration.kafka_helpers import eventually
 
 PROJECT = "livechat-notifier-test"
@@ -122,6 +125,47 @@ async def test_handoff_closed_arrives_data_only_with_the_same_collapse_key(
     [received] = fcm_fake.messages.items
     assert "notification" not in received.message
     assert received.message["android"] == {"collapse_key": "chat-42", "priority": "high", "ttl": "30s"}
+
+
+async def test_the_fake_refuses_a_message_over_4096_bytes_as_fcm_does(
+    sender: FcmSender, fcm_fake: FcmFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the sender posted before it kept to FCM's limit: firebase-admin's encoding, uncut.
+    monkeypatch.setattr(fcm, "body_bytes", lambda message: msgspec.json.encode(fcm.encode_body(message)))
+
+    outcome = await sender.send(fcm_push(body="😀" * 1000))
+
+    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")
+    assert fcm_fake.attempts.items == [] and fcm_fake.messages.items == []
+
+
+async def test_a_message_just_within_4096_bytes_passes_the_fake(sender: FcmSender, fcm_fake: FcmFake) -> None:
+    push = fcm_push(body="😀" * 1000)  # cut by the sender to the limit, not below it by much
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = fcm_fake.messages.items
+    assert MAX_PAYLOAD_BYTES - 4 <= payload_size(received.message) <= MAX_PAYLOAD_BYTES
+    assert received.message["notification"]["body"].endswith(ELLIPSIS)
+
+
+async def test_a_long_chat_id_is_sent_with_its_derived_collapse_key_and_tag(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    chat_id = "livechat:" + "c" * 120
+
+    assert await sender.send(fcm_push(collapse_id=chat_id)) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = fcm_fake.messages.items
+    android = received.message["android"]
+    assert android["collapse_key"] == android["notification"]["tag"] == collapse_id_for(chat_id)
+
+
+async def test_a_data_message_too_big_for_fcm_is_a_request_bug_without_a_request(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    push = fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None, data={"blob": "x" * 4100})
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
+    assert fcm_fake.arrivals.items == []
 
 
 async def test_a_push_past_its_deadline_goes_out_with_ttl_zero(sender: FcmSender, fcm_fake: FcmFake) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -19,6 +20,13 @@ from service.push.apns import (
 )
 from service.push.apns_protocol import ExpiringRequest
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.limits import (
+    ELLIPSIS,
+    MAX_COLLAPSE_ID_BYTES,
+    MAX_PAYLOAD_BYTES,
+    PayloadTooLargeError,
+    collapse_id_for,
+)
 
 NOW_MS = 1_800_000_000_000
 
@@ -83,6 +91,44 @@ def test_an_alert_with_only_a_body_has_only_a_body() -> None:
 def test_pushes_that_cannot_be_expressed(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_notification(apns_push(**overrides))
+
+
+LONG_CHAT_ID = "livechat:visitor-chat:" + "0f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b" * 2  # 94 bytes
+HUGE_TITLE = "Live chat request · " + "🏔" * 200  # the decoder's longest site name, 4 bytes a character
+HUGE_BODY = "😀" * 1000 + " is waiting for an agent. Tap to open Active chats."
+
+
+def test_a_long_chat_id_gets_the_derived_collapse_id_on_the_alert_and_its_closing_update() -> None:
+    alert = build_notification(apns_push(collapse_id=LONG_CHAT_ID))
+    closing = build_notification(
+        apns_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None, body=None)
+    )
+
+    assert alert.collapse_id == closing.collapse_id == collapse_id_for(LONG_CHAT_ID)
+    assert len(alert.collapse_id.encode()) <= MAX_COLLAPSE_ID_BYTES
+
+
+def test_an_alert_too_big_for_apple_has_its_texts_cut_to_fit_as_aioapns_sends_it() -> None:
+    data = {"chat_id": "c" * 256, "site_id": "s" * 256, "type": "handoff_requested", "open_tab": "active"}
+    notification = build_notification(apns_push(title=HUGE_TITLE, body=HUGE_BODY, data=data))
+
+    sent = json.dumps(notification.payload, ensure_ascii=False).encode()  # aioapns 4.0's encoding
+    assert MAX_PAYLOAD_BYTES - 4 <= len(sent) <= MAX_PAYLOAD_BYTES
+    alert = notification.payload["aps"]["alert"]
+    assert alert["title"] == HUGE_TITLE, "the shorter text (the site name) stays whole"
+    assert alert["body"].startswith("😀") and alert["body"].endswith(ELLIPSIS)
+    assert {key: notification.payload[key] for key in data} == data, "data is never cut"
+
+
+def test_an_alert_that_fits_keeps_its_texts() -> None:
+    notification = build_notification(apns_push(title="T" * 1000, body="B" * 2000))
+    assert notification.payload["aps"]["alert"] == {"title": "T" * 1000, "body": "B" * 2000}
+
+
+@pytest.mark.parametrize("kind", list(PushKind))
+def test_data_too_big_for_apple_is_refused_before_sending(kind: PushKind) -> None:
+    with pytest.raises(PayloadTooLargeError):
+        build_notification(apns_push(kind, data={"blob": "x" * MAX_PAYLOAD_BYTES}))
 
 
 TOKEN_DEAD, RETRY, BUG = OutcomeKind.TOKEN_DEAD, OutcomeKind.RETRY_LATER, OutcomeKind.REQUEST_BUG

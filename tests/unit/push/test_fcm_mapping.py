@@ -12,6 +12,7 @@ import pytest
 from firebase_admin import messaging
 from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
+from devtools.fakes.fcm import payload_size as fake_payload_size
 from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import (
     MAX_TTL_S,
@@ -22,9 +23,11 @@ from service.push.fcm import (
     fcm_error_code,
     outcome_of_answer,
     parse_retry_after,
+    payload_size,
     ttl_seconds,
 )
 from service.push.fcm_token import outcome_of_token_error
+from service.push.limits import ELLIPSIS, MAX_PAYLOAD_BYTES, PayloadTooLargeError, collapse_id_for
 
 NOW_MS = 1_800_000_000_000
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -207,6 +210,49 @@ def test_the_request_body_is_firebase_admins_encoding() -> None:
 def test_the_posted_bytes_are_that_encoding_as_json() -> None:
     message = build_message(fcm_push(title="Live chat · Ängelholm", body='say "hi"\n'), NOW_MS)
     assert json.loads(body_bytes(message)) == encode_body(message)
+
+
+LONG_CHAT_ID = "livechat:visitor-chat:" + "0f3c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b" * 2  # 94 bytes
+HUGE_TITLE = "Live chat request · " + "観光" * 100  # the decoder's longest site name, CJK
+HUGE_BODY = "😀" * 1000 + " is waiting for an agent. Tap to open Active chats."
+
+
+def test_a_long_chat_id_gets_the_same_derived_id_as_collapse_key_and_tag_as_on_apns() -> None:
+    alert = encoded(build_message(fcm_push(collapse_id=LONG_CHAT_ID), NOW_MS))
+    closing_push = fcm_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None, body=None)
+    closing = encoded(build_message(closing_push, NOW_MS))
+
+    derived = collapse_id_for(LONG_CHAT_ID)
+    assert alert["android"]["collapse_key"] == alert["android"]["notification"]["tag"] == derived
+    assert closing["android"]["collapse_key"] == derived
+
+
+def test_a_message_too_big_for_fcm_has_its_texts_cut_to_fit() -> None:
+    data = {"chat_id": "c" * 256, "site_id": "s" * 256, "type": "handoff_requested", "open_tab": "active"}
+    message = build_message(fcm_push(title=HUGE_TITLE, body=HUGE_BODY, data=data), NOW_MS)
+
+    posted = json.loads(body_bytes(message))["message"]
+
+    assert MAX_PAYLOAD_BYTES - 4 <= payload_size(posted) <= MAX_PAYLOAD_BYTES
+    assert fake_payload_size(posted) == payload_size(posted), "the fake measures what the sender does"
+    assert posted["notification"]["title"] == HUGE_TITLE, "the shorter text (the site name) stays whole"
+    assert posted["notification"]["body"].startswith("😀")
+    assert posted["notification"]["body"].endswith(ELLIPSIS)
+    assert posted["data"] == data, "data is never cut"
+    assert {k: v for k, v in posted.items() if k != "notification"} == {
+        k: v for k, v in encoded(message).items() if k != "notification"
+    }
+
+
+def test_a_message_that_fits_is_posted_as_firebase_admin_encodes_it() -> None:
+    message = build_message(fcm_push(title="T" * 1000, body="B" * 2000), NOW_MS)
+    assert json.loads(body_bytes(message)) == encode_body(message)
+
+
+def test_a_data_message_too_big_for_fcm_is_refused_before_sending() -> None:
+    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data={"blob": "x" * MAX_PAYLOAD_BYTES})
+    with pytest.raises(PayloadTooLargeError):
+        body_bytes(build_message(push, NOW_MS))
 
 
 def test_a_message_to_a_registration_token_is_built_without_the_fid_deprecation_warning() -> None:
