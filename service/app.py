@@ -45,6 +45,7 @@ def policy(settings: Settings) -> Policy:
         dedup_window_ms=settings.dedup_window_seconds * 1000,
         closing_updates=settings.closing_updates,
         closing_update_ttl_ms=settings.closing_update_ttl_seconds * 1000,
+        chatbot_max_delay_ms=settings.chatbot_max_delay_seconds * 1000,
     )
 
 
@@ -59,13 +60,22 @@ class Application:
         self.senders = senders
         self.metrics.watch_provider_auth(senders)
         limits = settings.decode_limits()
-        self.feed = DirectoryFeed(settings, self.world.agents, self.world.sites, self.metrics, limits)
         by_provider = {sender.provider: sender for sender in senders}
 
         def fan_out(report: Callable[[FanOutReport], None]) -> FanOut:
-            return FanOut(by_provider, self.metrics, clock, report, max_in_flight=settings.push_max_in_flight)
+            return FanOut(
+                by_provider,
+                self.metrics,
+                clock,
+                report,
+                max_in_flight=settings.push_max_in_flight,
+                max_queue_bytes=settings.push_queue_max_bytes,
+            )
 
         self.worker = ChatWorker(settings, self.world, self.metrics, clock, fan_out)
+        self.feed = DirectoryFeed(
+            settings, self.world.agents, self.world.sites, self.metrics, limits, self.worker.sites_changed
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.http_port: int | None = None

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     max_value_bytes: PositiveInt = 1_048_576
     closing_updates: bool = True
     closing_update_ttl_seconds: PositiveInt = 600
+    chatbot_max_delay_seconds: Annotated[int, Field(ge=0)] = 300
+    """A round reported missed later than this after its deadline (a replay, a backfill, a
+    long outage) gets no chatbot message: the Missed is still emitted, marked late."""
+    producer_clock_tolerance_seconds: Annotated[int, Field(ge=0)] = 30
+    """On a chat-events topic with CreateTime timestamps (producers' clocks), how far ahead a
+    producer's clock may be: the backlog gate trusts a record's timestamp only minus this.
+    Not used for LogAppendTime records (the broker's clock), which `topics ensure` sets up."""
     tolerate_unknown_event_types: bool = False
     """Count and skip chat events of an unknown `type` instead of dead-lettering them (for a
     producer that starts emitting new types before this worker knows them)."""
@@ -89,6 +96,9 @@ class Settings(BaseSettings):
     push_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     push_max_in_flight: PositiveInt = 200
     """Concurrent pushes per provider."""
+    push_queue_max_bytes: Annotated[int, Field(ge=1_048_576)] = 67_108_864
+    """Estimated memory of the pushes queued per provider (64 MiB, about 50,000 pushes) from which
+    the worker stops reading chat events until the queue drains; live pushes are never dropped."""
 
     # Operations
     http_host: str = "0.0.0.0"  # noqa: S104 -- probes and scraping come from outside the pod

@@ -21,6 +21,13 @@ class Target:
     device: Device
 
 
+def sites_gaining(agent: AgentSnapshot) -> tuple[str, ...]:
+    """Sites for whose pending rounds this snapshot of an agent may bring eligible devices."""
+    if not agent.live_chat_available or not agent.devices:
+        return ()
+    return tuple(site_id for site_id, enabled in agent.push_enabled_by_site.items() if enabled)
+
+
 class SiteDirectory:
     def __init__(self) -> None:
         self._sites: dict[str, SiteSnapshot] = {}

@@ -64,6 +64,11 @@ class EmitMissed:
     missed_at_ms: int
     agents_notified: int
     devices_notified: int
+    late: bool = False
+    """The deadline passed more than `chatbot_max_delay` before the worker could report it (a
+    replay, a backlog, a long outage): no chatbot message was posted."""
+    expired_on_arrival: bool = False
+    """The request itself was read after its deadline: nobody was pushed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +77,9 @@ class EmitChatbotMessage:
     chat_id: str
     site_id: str
     text: str
-    contact_email: str
-    contact_phone: str
+    contact_email: str | None
+    contact_phone: str | None
+    """None: the site has no usable one (or is unknown); the chatbot command then leaves it out."""
     sent_at_ms: int
 
 
@@ -87,6 +93,18 @@ class EmitTokenRejected:
     rejected_at_ms: int
 
 
+class MissedWhen(StrEnum):
+    """How a missed round was reported. Bounded: a metric label."""
+
+    IN_TIME = "in_time"
+    """The round was held before its deadline and reported within `chatbot_max_delay`."""
+    LATE = "late"
+    """Held before its deadline, but reported after `chatbot_max_delay` (the worker was down or
+    far behind): Missed marked late, no chatbot message."""
+    EXPIRED_ON_ARRIVAL = "expired_on_arrival"
+    """The request was read after its deadline (replay, backfill, backlog): nobody was pushed."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoundClosed:
     """Bookkeeping for metrics and logs; carries no I/O."""
@@ -95,6 +113,29 @@ class RoundClosed:
     site_id: str
     outcome: Outcome
     lateness_ms: int = 0
+    missed_when: MissedWhen | None = None
+    """Set for missed rounds only."""
+
+
+class NoteWhy(StrEnum):
+    """A round the worker serves in a degraded way, reported (log + metric). Bounded."""
+
+    SITE_UNKNOWN = "site_unknown"
+    """A request names a site not in the directory (yet): the round waits for it until its
+    deadline, pushing nobody meanwhile."""
+    MISSED_WITHOUT_SITE = "missed_without_site"
+    """A round missed while its site is still unknown: the chatbot message has the default text."""
+    MISSED_WITHOUT_CHATBOT = "missed_without_chatbot"
+    """A round missed later than `chatbot_max_delay`: the visitor is not messaged any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """Something an operator should know about a round; carries no I/O."""
+
+    why: NoteWhy
+    chat_id: str
+    site_id: str
 
 
 class IgnoredWhy(StrEnum):
@@ -103,6 +144,9 @@ class IgnoredWhy(StrEnum):
     DUPLICATE_REQUEST = "duplicate_request"
     ROUND_ALREADY_PENDING = "round_already_pending"
     NO_PENDING_ROUND = "no_pending_round"
+    STALE_REQUEST = "stale_request"
+    """A request made before the chat's last join or end, or a re-send of a closed round's
+    request under a new id: the chat was already served."""
     UNKNOWN_TYPE = "unknown_type"
     """Only when `tolerate_unknown_event_types` is on."""
 
@@ -115,14 +159,6 @@ class Ignored:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """The input is well-formed but unusable (e.g. unknown site): dead-letter it."""
-
-    reason: str
-    detail: str
-
-
 Effect = (
     PutState
     | ForgetChat
@@ -132,6 +168,6 @@ Effect = (
     | EmitChatbotMessage
     | EmitTokenRejected
     | RoundClosed
+    | Noted
     | Ignored
-    | Rejected
 )

@@ -48,18 +48,78 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
     visitor_name: str | None = None
     """Kept only to word the alert again when a fan-out is resumed after a crash: dropped once
     the fan-out has finished."""
+    unsure: tuple[DeviceRef, ...] = ()
+    """Devices whose push may have reached the phone (sent, answer lost): they get the closing
+    update too, but do not count as notified in the Missed report."""
+    awaiting: tuple[DeviceRef, ...] = ()
+    """Devices added after the first fan-out reported (an agent became eligible during the
+    round) whose own fan-out has not reported yet. While `delivered` is None every target is
+    awaited, so this stays empty."""
+    claimed_at_ms: int = -1
+    """`requested_at` as the request claimed it, when that differs from `requested_at_ms` (a
+    producer clock ahead of the broker's); -1 when they are equal (the usual case, and free:
+    small ints are shared)."""
+    expired_on_arrival: bool = False
+    """The request was read after its deadline (a replay or a backlog): nobody was pushed."""
+
+    @property
+    def request_claim_ms(self) -> int:
+        return self.requested_at_ms if self.claimed_at_ms == -1 else self.claimed_at_ms
+
+    @property
+    def awaited(self) -> tuple[DeviceRef, ...]:
+        """Devices pushed for this round whose fan-out has not reported yet."""
+        return self.targets if self.delivered is None else self.awaiting
 
     @property
     def notified(self) -> tuple[DeviceRef, ...]:
         """Devices that may show the request: delivered ones, or every target while unsure."""
-        return self.targets if self.delivered is None else self.delivered
+        if self.delivered is None:
+            return self.targets
+        if not self.awaiting:
+            return self.delivered
+        return self.delivered + self.awaiting
+
+    @property
+    def may_show(self) -> tuple[DeviceRef, ...]:
+        """Devices that may show the alert and so need the closing update: the notified ones
+        and those whose delivery is unknown."""
+        return self.notified + self.unsure if self.unsure else self.notified
+
+    def with_report(
+        self,
+        covered: tuple[DeviceRef, ...],
+        delivered: tuple[DeviceRef, ...],
+        unsure: tuple[DeviceRef, ...] = (),
+    ) -> PendingRound:
+        """The round once a fan-out over `covered` reported. A delivered list equal to the
+        targets shares their tuple, and the visitor's name, needed by no later push, is let go
+        once nothing is awaited."""
+        covered_set = set(covered)
+        awaiting = tuple(ref for ref in self.awaited if ref not in covered_set)
+        known = self.delivered or ()
+        if known:
+            known_set = set(known)
+            merged = known + tuple(ref for ref in delivered if ref not in known_set)
+        else:
+            merged = delivered
+        unsure_set = set(self.unsure)
+        return msgspec.structs.replace(
+            self,
+            delivered=self.targets if merged == self.targets else merged,
+            awaiting=awaiting,
+            unsure=self.unsure + tuple(ref for ref in unsure if ref not in unsure_set),
+            visitor_name=self.visitor_name if awaiting else None,
+        )
 
     def with_delivered(self, delivered: tuple[DeviceRef, ...]) -> PendingRound:
-        """The round once its fan-out finished: a list equal to the targets shares their tuple,
-        and the visitor's name, needed by no later push, is let go."""
-        return msgspec.structs.replace(
-            self, delivered=self.targets if delivered == self.targets else delivered, visitor_name=None
-        )
+        """The round once its only fan-out (over all targets) finished."""
+        return self.with_report(self.targets, delivered)
+
+    def with_targets_added(self, added: tuple[DeviceRef, ...]) -> PendingRound:
+        """The round with more devices chosen (their fan-out not reported yet)."""
+        awaiting = self.awaiting if self.delivered is None else self.awaiting + added
+        return msgspec.structs.replace(self, targets=self.targets + added, awaiting=awaiting)
 
 
 class ClosedRound(msgspec.Struct, frozen=True, gc=False):
@@ -71,6 +131,18 @@ class ClosedRound(msgspec.Struct, frozen=True, gc=False):
     closed_at_ms: int
     forget_at_ms: int
     """When the chat's memory may be dropped (closed_at + de-duplication window)."""
+    request_claim_ms: int = -1
+    """`requested_at` as the closed round's request claimed it (-1: no round, only a join or
+    an end was seen): a request re-sent under a new id claims the same time."""
+    last_event_ms: int = -1
+    """Latest trusted time of a join or end seen for the chat (-1: none). A request stamped at
+    or before it was made before the chat was taken or ended: it starts nothing."""
+
+    def supersedes(self, claimed_ms: int, at_ms: int) -> bool:
+        """True when a request claiming `claimed_ms` (trusted time `at_ms`) is older than what
+        this memory knows: a re-send of the closed round's request, or a request made before
+        the last join or end."""
+        return claimed_ms <= self.request_claim_ms or at_ms <= self.last_event_ms
 
 
 ChatState = PendingRound | ClosedRound

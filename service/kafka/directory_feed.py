@@ -4,18 +4,20 @@ At start-up the feed reads both topics from the beginning up to their end offset
 is not ready before that: pushing from a half-loaded directory would skip agents), then keeps
 following them. Every worker reads every partition of these topics — they are small, and each
 worker needs the whole directory whatever chat partitions it owns. Unusable snapshots are
-dead-lettered and counted; a tombstone deletes the agent or site.
+dead-lettered and counted; a site snapshot with unusable optional fields is applied without them
+and reported (`site_snapshot_repaired`); a tombstone deletes the agent or site.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from service.domain.directory import AgentDirectory, SiteDirectory
+from service.domain.directory import AgentDirectory, SiteDirectory, sites_gaining
 from service.kafka.connection import client_options
 from service.kafka.step import ConsumedRecord, dead_letter_headers
 from service.observability.metrics import Metrics
@@ -29,6 +31,7 @@ from service.wire.inbound import (
     decode_site,
 )
 from service.wire.rejection import Rejection
+from service.wire.repair import described
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +44,12 @@ class DirectoryFeed:
         sites: SiteDirectory,
         metrics: Metrics,
         limits: DecodeLimits,
+        sites_changed: Callable[[Iterable[str]], None] | None = None,
     ) -> None:
+        """`sites_changed` is told, after the initial load, of sites whose pending rounds may
+        have gained eligible devices (the worker pushes them while the deadline is ahead)."""
         self._settings = settings
+        self._sites_changed = sites_changed
         self._agents = agents
         self._sites = sites
         self._metrics = metrics
@@ -127,13 +134,31 @@ class DirectoryFeed:
                 return agent
             self._agents.upsert(agent)
             self._metrics.events_consumed.labels(AGENT_UPDATED).inc()
+            self._notify(sites_gaining(agent))
             return None
-        site = decode_site(record.key, record.value, self._limits)
-        if isinstance(site, Rejection):
-            return site
+        decoded = decode_site(record.key, record.value, self._limits)
+        if isinstance(decoded, Rejection):
+            return decoded
+        site, repairs = decoded
+        if repairs:  # applied all the same, with the unusable fields dropped, clamped or truncated
+            for repair in repairs:
+                self._metrics.fields_repaired.labels(SITE_UPDATED, repair.field, repair.action).inc()
+            log.warning(
+                "site_snapshot_repaired",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                site_id=site.site_id,
+                repaired=described(repairs),
+            )
         self._sites.upsert(site)
         self._metrics.events_consumed.labels(SITE_UPDATED).inc()
+        self._notify((site.site_id,))
         return None
+
+    def _notify(self, site_ids: tuple[str, ...]) -> None:
+        if site_ids and self._sites_changed is not None and self.loaded:
+            self._sites_changed(site_ids)
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumedRecord, rejection: Rejection

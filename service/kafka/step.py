@@ -9,14 +9,16 @@ keeps a change Kafka rolled back.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol, assert_never
 
 import structlog
 
 from service.domain.decide import (
     World,
     on_chat_event,
+    on_eligibility_changed,
     on_fan_out_finished,
     on_timer,
     on_token_rejected,
@@ -30,12 +32,13 @@ from service.domain.effects import (
     ForgetChat,
     Ignored,
     IgnoredWhy,
+    Noted,
     PutState,
-    Rejected,
     RoundClosed,
     ScheduleTimer,
     SendPushes,
 )
+from service.domain.events import ChatEvent
 from service.push.fanout import DeviceRejected, FanOutFinished, FanOutReport
 from service.settings import Settings
 from service.state.changelog import encode_state
@@ -43,6 +46,7 @@ from service.state.store import PartitionStore
 from service.wire.inbound import EVENT_TYPE_NAMES, DecodeLimits, decode_chat_event, decode_key
 from service.wire.outbound import encode_chatbot_message, encode_missed, encode_token_rejected
 from service.wire.rejection import Reason, Rejection
+from service.wire.repair import Repair, described
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +68,10 @@ MAX_TIMERS_PER_STEP = 1_000
 turns, which follow at once because the poll timeout is then 1 ms."""
 
 
+LOG_APPEND_TIME: Final = 1
+"""Kafka's `timestamp_type` of a record stamped by the broker on append (0: by the producer)."""
+
+
 class ConsumedRecord(Protocol):
     @property
     def topic(self) -> str: ...
@@ -73,6 +81,8 @@ class ConsumedRecord(Protocol):
     def offset(self) -> int: ...
     @property
     def timestamp(self) -> int: ...
+    @property
+    def timestamp_type(self) -> int: ...
     @property
     def key(self) -> bytes | None: ...
     @property
@@ -93,8 +103,11 @@ class StepResult:
     records: list[OutRecord] = field(default_factory=list)
     pushes: list[SendPushes] = field(default_factory=list)
     closed: list[RoundClosed] = field(default_factory=list)
+    noted: list[Noted] = field(default_factory=list)
     consumed_types: list[str] = field(default_factory=list)
     rejected: list[tuple[str, Reason]] = field(default_factory=list)
+    repaired: list[tuple[str, Repair]] = field(default_factory=list)
+    """(event type, repair) of each field repaired in a consumed event."""
     ignored: list[str] = field(default_factory=list)
     started: int = 0
     next_offset: int | None = None
@@ -120,11 +133,17 @@ class PartitionStep:
         reports: list[FanOutReport],
         fire_until_ms: int,
         now_ms: int,
+        sites_changed: Collection[str] = (),
     ) -> StepResult:
+        """`sites_changed`: sites whose eligible devices may have grown since the last step (a
+        site or agent snapshot arrived): their pending rounds push the newly eligible devices."""
         result = StepResult()
         for record in records:
             self._consume(store, record, now_ms, result)
             result.next_offset = record.offset + 1
+        for site_id in sites_changed:
+            for round_ in store.pending_for_site(site_id):
+                self._apply(store, on_eligibility_changed(round_, now_ms, self._world), result)
         for report in reports:
             if isinstance(report, FanOutFinished):
                 state = store.get(report.chat_id)
@@ -136,29 +155,37 @@ class PartitionStep:
         return result
 
     def resume(self, store: PartitionStore, now_ms: int) -> list[SendPushes]:
-        """Fan-outs a crash interrupted, for rounds still in time (at-least-once pushes)."""
+        """Fan-outs a crash interrupted, and devices eligible since, for rounds still in time
+        (at-least-once pushes). The rounds' new targets are kept in memory only: the fan-out's
+        report writes them to the changelog (a crash before that resumes them again)."""
         jobs: list[SendPushes] = []
         for state in store.pending_rounds():
-            jobs.extend(e for e in resume_fan_out(state, now_ms, self._world) if isinstance(e, SendPushes))
+            for effect in resume_fan_out(state, now_ms, self._world):
+                if isinstance(effect, PutState):
+                    store.put(effect.state)
+                elif isinstance(effect, SendPushes):
+                    jobs.append(effect)
         return jobs
 
     def _consume(
         self, store: PartitionStore, record: ConsumedRecord, now_ms: int, result: StepResult
     ) -> None:
-        decoded = decode_chat_event(record.key, record.value, now_ms, self._limits)
-        if isinstance(decoded, Rejection):
-            if decoded.reason is Reason.UNKNOWN_TYPE and self._settings.tolerate_unknown_event_types:
+        outcome = decode_chat_event(record.key, record.value, now_ms, self._limits)
+        if isinstance(outcome, Rejection):
+            if outcome.reason is Reason.UNKNOWN_TYPE and self._settings.tolerate_unknown_event_types:
                 result.ignored.append(IgnoredWhy.UNKNOWN_TYPE)
                 return
-            self._dead_letter(record, decoded, result)
+            self._dead_letter(record, outcome, result)
             return
+        decoded, repairs = outcome
+        if repairs:
+            self._report_repairs(record, decoded, repairs, result)
         result.consumed_types.append(EVENT_TYPE_NAMES[type(decoded)])
-        effects = on_chat_event(store.get(decoded.chat_id), decoded, now_ms, self._world)
-        for effect in effects:
-            if isinstance(effect, Rejected):
-                rejection = Rejection(Reason(effect.reason), effect.detail, decoded.chat_id, decoded.site_id)
-                self._dead_letter(record, rejection, result)
-        self._apply(store, [effect for effect in effects if not isinstance(effect, Rejected)], result)
+        # The broker's append time bounds when the event happened; a producer's CreateTime does not.
+        arrived_ms = record.timestamp if record.timestamp_type == LOG_APPEND_TIME else now_ms
+        self._apply(
+            store, on_chat_event(store.get(decoded.chat_id), decoded, now_ms, self._world, arrived_ms), result
+        )
 
     def _apply(self, store: PartitionStore, effects: list[Effect], result: StepResult) -> None:
         settings = self._settings
@@ -183,18 +210,12 @@ class PartitionStep:
                     result.records.append(self._output(effect))
                 case RoundClosed():
                     result.closed.append(effect)
+                case Noted():
+                    result.noted.append(effect)
                 case Ignored(why=why):
                     result.ignored.append(why)
-                case Rejected(reason=reason, detail=detail):
-                    # Only timers get here (records' rejections are dead-lettered by _consume):
-                    # a round whose site this worker never knew cannot be worded for the visitor.
-                    result.rejected.append((settings.topic_chat_events, Reason(reason)))
-                    log.error(
-                        "chatbot_message_not_possible",
-                        partition=store.partition,
-                        reason=reason,
-                        detail=detail,
-                    )
+                case _:
+                    assert_never(effect)
 
     def _output(self, effect: EmitMissed | EmitChatbotMessage | EmitTokenRejected) -> OutRecord:
         settings = self._settings
@@ -207,6 +228,24 @@ class PartitionStep:
             )
         value = encode_token_rejected(effect, source)
         return OutRecord(settings.topic_push_feedback, effect.agent_id.encode(), value)
+
+    def _report_repairs(
+        self, record: ConsumedRecord, event: ChatEvent, repairs: tuple[Repair, ...], result: StepResult
+    ) -> None:
+        """The event is used all the same; its unusable optional fields are logged (names, never
+        values) and counted after the commit."""
+        event_type = EVENT_TYPE_NAMES[type(event)]
+        result.repaired.extend((event_type, repair) for repair in repairs)
+        log.warning(
+            "event_repaired",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            type=event_type,
+            chat_id=event.chat_id,
+            site_id=event.site_id,
+            repaired=described(repairs),
+        )
 
     def _dead_letter(self, record: ConsumedRecord, rejection: Rejection, result: StepResult) -> None:
         headers = tuple(dead_letter_headers(record, rejection))

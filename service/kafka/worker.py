@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -30,9 +30,10 @@ from aiokafka.errors import IllegalStateError, KafkaError, ProducerFenced
 from service.clock import Clock
 from service.domain.deadlines import PartitionProgress, fire_horizon_ms
 from service.domain.decide import World
+from service.domain.effects import MissedWhen
 from service.kafka.connection import client_options
 from service.kafka.ownership import OwnedPartition, Ownership
-from service.kafka.step import ConsumedRecord, OutRecord, PartitionStep, StepResult
+from service.kafka.step import LOG_APPEND_TIME, ConsumedRecord, OutRecord, PartitionStep, StepResult
 from service.observability.metrics import Metrics
 from service.push.fanout import DeviceRejected, FanOut, FanOutReport
 from service.settings import Settings
@@ -50,6 +51,9 @@ for the fetch in flight to return, up to the default 500 ms. Producer to `read_c
 consumer at 200 records/s measured p50 2.2 / p99 9.2 ms with 500 and 1.8 / 5.3 ms with 20; the
 cost is ~50 empty fetches/s per broker when idle."""
 POSITION_WAIT_S = 0.05
+BACKPRESSURE_MAX_HOLD_S = 60.0
+"""Longest the fan-out's backpressure keeps the loop from taking records (well below aiokafka's
+`max_poll_interval_ms`, 300 s, after which the consumer would leave the group)."""
 STALL_AFTER_MS = 5_000
 """An owned partition without a fetch response for this long means the worker cannot progress."""
 
@@ -69,6 +73,8 @@ class ChatWorker:
         self._clock = clock
         self._step = PartitionStep(settings, world, settings.decode_limits())
         self._reports: defaultdict[int, list[FanOutReport]] = defaultdict(list)
+        self._sites_changed: set[str] = set()
+        self._clock_tolerance_ms = settings.producer_clock_tolerance_seconds * 1000
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -99,6 +105,11 @@ class ChatWorker:
     def stop(self) -> None:
         self._stopping.set()
 
+    def sites_changed(self, site_ids: Iterable[str]) -> None:
+        """The directory feed's hook: these sites may have gained eligible devices; their
+        pending rounds are looked at in the next turn."""
+        self._sites_changed.update(site_ids)
+
     async def run(self) -> None:
         settings = self._settings
         consumer = AIOKafkaConsumer(
@@ -117,9 +128,7 @@ class ChatWorker:
         try:
             while not self._stopping.is_set():
                 try:
-                    batches = await consumer.getmany(
-                        timeout_ms=self._poll_timeout_ms(), max_records=settings.kafka_max_batch_records
-                    )
+                    batches = await self._fetch_unless_saturated(consumer)
                 except KafkaError as error:
                     log.warning("poll_failed", error=repr(error))
                     await asyncio.sleep(0.5)
@@ -130,6 +139,36 @@ class ChatWorker:
                 self._last_turn = self._clock.monotonic()
         finally:
             await self._shut_down(consumer)
+
+    _saturated_since: float | None = None
+    """Monotonic time the fan-out's backpressure began holding the consumer (None: not holding)."""
+
+    async def _fetch_unless_saturated(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumedRecord]]:
+        """The next records; none while the fan-out's push queue is saturated (backpressure).
+
+        While saturated, wait for the queue to drain for at most the usual poll timeout, then
+        turn without records: reports are committed and due timers fire, but no new chat event is
+        taken. Not calling `getmany` loses nothing (the position stays where it is and aiokafka
+        buffers at most one fetch per partition), and unlike `consumer.pause` the fetcher keeps
+        fetching partitions with nothing buffered, so their last stable offset stays current: a
+        paused partition keeps a stale one and could look caught up to the deadline gate while an
+        `agent_joined` waits unread. aiokafka leaves the group after `max_poll_interval_ms`
+        (300 s) without a `getmany`, so one batch is taken every `BACKPRESSURE_MAX_HOLD_S` anyway.
+        """
+        if self.fan_out.saturated:
+            now = self._clock.monotonic()
+            self._saturated_since = self._saturated_since or now
+            held_too_long = now - self._saturated_since >= BACKPRESSURE_MAX_HOLD_S
+            if not held_too_long and not await self.fan_out.wait_unsaturated(self._poll_timeout_ms() / 1000):
+                return {}
+        self._saturated_since = None
+        return dict(
+            await consumer.getmany(
+                timeout_ms=self._poll_timeout_ms(), max_records=self._settings.kafka_max_batch_records
+            )
+        )
 
     async def _shut_down(self, consumer: AIOKafkaConsumer) -> None:
         """Let fan-outs finish, commit what they reported, leave the group, release partitions."""
@@ -164,9 +203,12 @@ class ChatWorker:
         others' broker round trips (p99 lateness 310 ms at 11k events/s over 4 partitions).
         """
         steps: list[tuple[int, TopicPartition, OwnedPartition, StepResult]] = []
+        # A partition whose transaction then fails loses these; its restore resumes every round
+        # by the eligibility of that moment, so no site change is lost.
+        sites_changed, self._sites_changed = self._sites_changed, set()
         for partition, owned in list(self.ownership.owned.items()):
             tp = self.ownership.topic_partition(partition)
-            result = await self._step_partition(consumer, tp, owned, batches.get(tp, []))
+            result = await self._step_partition(consumer, tp, owned, batches.get(tp, []), sites_changed)
             if not result.empty:
                 steps.append((partition, tp, owned, result))
         # A TaskGroup: a bug (anything but a Kafka error or timeout) cancels the other commits and
@@ -206,9 +248,10 @@ class ChatWorker:
         tp: TopicPartition,
         owned: OwnedPartition,
         records: list[ConsumedRecord],
+        sites_changed: set[str],
     ) -> StepResult:
         if records:
-            owned.read_up_to_ms = max(owned.read_up_to_ms, *(r.timestamp for r in records))
+            owned.read_up_to_ms = max(owned.read_up_to_ms, *map(self._trusted_time, records))
         # The position, not the last record's offset + 1: the consumer steps over transaction
         # markers, which occupy offsets, so only the position can reach the stable offset.
         position = await _position_now(consumer, tp)
@@ -223,7 +266,18 @@ class ChatWorker:
         progress = PartitionProgress(caught_up, owned.read_up_to_ms, owned.stable_read_ms)
         reports = self._reports.pop(tp.partition, [])
         now = self._clock.now_ms()
-        return self._step.run(owned.store, records, reports, fire_horizon_ms(now, progress), now)
+        return self._step.run(
+            owned.store, records, reports, fire_horizon_ms(now, progress), now, sites_changed
+        )
+
+    def _trusted_time(self, record: ConsumedRecord) -> int:
+        """What a record's timestamp proves about the partition's progress: the broker's append
+        time as it is; a producer's CreateTime less the tolerance for its clock running ahead
+        (a record stamped in the future by a fast clock must not let deadlines fire while events
+        stamped correctly before them are still unread)."""
+        if record.timestamp_type == LOG_APPEND_TIME:
+            return record.timestamp
+        return record.timestamp - self._clock_tolerance_ms
 
     async def _commit(self, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult) -> None:
         # Bounded: a producer that lost its coordinator (or was fenced mid-send) must not hold the
@@ -244,12 +298,26 @@ class ChatWorker:
             metrics.events_consumed.labels(event_type).inc()
         for topic, reason in result.rejected:
             metrics.events_rejected.labels(topic, reason.value).inc()
+        for event_type, repair in result.repaired:
+            metrics.fields_repaired.labels(event_type, repair.field, repair.action).inc()
         for why in result.ignored:
             metrics.events_ignored.labels(why).inc()
         metrics.rounds_started.inc(result.started)
+        for note in result.noted:
+            metrics.rounds_degraded.labels(note.why.value).inc()
+            log.warning(
+                "round_degraded",
+                why=note.why.value,
+                chat_id=note.chat_id,
+                site_id=note.site_id,
+                partition=partition,
+            )
         for closed in result.closed:
             metrics.rounds_closed.labels(closed.outcome.value).inc()
-            if closed.outcome.value == "missed":
+            if closed.missed_when is not None:
+                metrics.rounds_missed.labels(closed.missed_when.value).inc()
+            if closed.missed_when in (MissedWhen.IN_TIME, MissedWhen.LATE):
+                # Rounds that expired before the worker read their request say nothing of its timers.
                 metrics.deadline_lateness.observe(closed.lateness_ms / 1000)
             # Missed rounds at info; joins and ends (the normal case, thousands a second at full
             # load, ~10% of the worker's CPU when logged) at debug.
@@ -261,6 +329,7 @@ class ChatWorker:
                 partition=partition,
                 outcome=closed.outcome.value,
                 lateness_ms=closed.lateness_ms,
+                missed_when=closed.missed_when.value if closed.missed_when else None,
             )
         for job in result.pushes:
             self.fan_out.submit(partition, job)

@@ -7,13 +7,14 @@ Every known label combination is initialised at start-up so dashboards show zero
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.domain.effects import IgnoredWhy
+from service.domain.effects import IgnoredWhy, MissedWhen, NoteWhy
 from service.domain.rounds import Outcome
 from service.push.base import (
     ApnsEnvironment,
@@ -24,7 +25,7 @@ from service.push.base import (
     PushSender,
     SkipReason,
 )
-from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, SITE_UPDATED
+from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, REPAIRABLE, SITE_UPDATED
 from service.wire.rejection import Reason
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,6 +48,13 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.fields_repaired = Counter(
+            "notifier_fields_repaired_total",
+            "Unusable optional fields of otherwise usable events, dropped, clamped or truncated, "
+            "by CloudEvents type, field and action",
+            ["type", "field", "action"],
+            registry=r,
+        )
         self.events_ignored = Counter(
             "notifier_events_ignored_total",
             "Valid events that changed nothing (duplicates, no pending round), by rule",
@@ -58,6 +66,21 @@ class Metrics:
         self.rounds_started = Counter("notifier_rounds_started_total", "Handoff rounds started", registry=r)
         self.rounds_closed = Counter(
             "notifier_rounds_closed_total", "Handoff rounds closed, by outcome", ["outcome"], registry=r
+        )
+        self.rounds_missed = Counter(
+            "notifier_rounds_missed_total",
+            "Missed rounds by when they were reported: in_time (within chatbot_max_delay of the "
+            "deadline), late (after it: no chatbot message), expired_on_arrival (request read after "
+            "its deadline)",
+            ["when"],
+            registry=r,
+        )
+        self.rounds_degraded = Counter(
+            "notifier_rounds_degraded_total",
+            "Rounds served in a degraded way: site_unknown (request for a site not in the directory "
+            "yet), missed_without_site (default chatbot text), missed_without_chatbot (too late)",
+            ["why"],
+            registry=r,
         )
         self.deadline_lateness = Histogram(
             "notifier_deadline_lateness_seconds",
@@ -73,8 +96,29 @@ class Metrics:
         )
         self.pushes_skipped = Counter(
             "notifier_pushes_skipped_total",
-            "Pushes not sent (or given up before an answer), by provider and why (expired, no_sender, shed)",
+            "Pushes not sent (or given up before an answer), by provider and why "
+            "(expired, no_sender, round_closed)",
             ["provider", "why"],
+            registry=r,
+        )
+        self.push_queue_pushes = Gauge(
+            "notifier_push_queue_pushes",
+            "Pushes the fan-out holds, by provider: waiting for a request slot, waiting out a retry "
+            "backoff, or in flight",
+            ["provider"],
+            registry=r,
+        )
+        self.push_queue_bytes = Gauge(
+            "notifier_push_queue_bytes",
+            "Estimated memory of the pushes the fan-out holds, by provider (an upper estimate)",
+            ["provider"],
+            registry=r,
+        )
+        self.push_queue_limit_bytes = Gauge(
+            "notifier_push_queue_limit_bytes",
+            "push_queue_max_bytes: from this many queued bytes on a provider the worker stops "
+            "reading chat events until the queue drains",
+            ["provider"],
             registry=r,
         )
         self.apns_environment_mismatches = Counter(
@@ -124,17 +168,24 @@ class Metrics:
         self._initialise(topics)
 
     def _initialise(self, topics: list[str]) -> None:
-        for why in IgnoredWhy:
-            self.events_ignored.labels(why.value)
+        one_label: list[tuple[Counter, Iterable[str]]] = [
+            (self.events_ignored, IgnoredWhy),
+            (self.rounds_closed, Outcome),
+            (self.rounds_missed, MissedWhen),
+            (self.rounds_degraded, NoteWhy),
+            (self.transactions, ("committed", "aborted")),
+        ]
+        for counter, values in one_label:
+            for value in values:
+                counter.labels(value)
         for event_type in (*sorted(CHAT_EVENT_TYPES), AGENT_UPDATED, SITE_UPDATED):
             self.events_consumed.labels(event_type)
         for topic in topics:
             for reason in Reason:
                 self.events_rejected.labels(topic, reason.value)
-        for outcome in Outcome:
-            self.rounds_closed.labels(outcome.value)
-        for result in ("committed", "aborted"):
-            self.transactions.labels(result)
+        for event_type, repairs in REPAIRABLE.items():
+            for repair in repairs:
+                self.fields_repaired.labels(event_type, repair.field.value, repair.action.value)
         self._initialise_pushes()
 
     def _initialise_pushes(self) -> None:
@@ -146,6 +197,8 @@ class Metrics:
                     self.pushes.labels(provider.value, kind.value, push_outcome.value)
             for why in SkipReason:
                 self.pushes_skipped.labels(provider.value, why.value)
+            for gauge in (self.push_queue_pushes, self.push_queue_bytes, self.push_queue_limit_bytes):
+                gauge.labels(provider.value)
         for environment in ApnsEnvironment:
             self.apns_environment_mismatches.labels(environment.value)
 
@@ -153,8 +206,23 @@ class Metrics:
         """Export these senders' credential health (read from them at each scrape)."""
         self._provider_auth.senders = list(senders)
 
+    def watch_push_queues(self, read: Callable[[], Mapping[Provider, tuple[int, int, int]]]) -> None:
+        """Export the fan-out's queues: `read()` gives (pushes, bytes, limit) per provider, at each scrape."""
+        gauges = (self.push_queue_pushes, self.push_queue_bytes, self.push_queue_limit_bytes)
+        for provider in Provider:
+            for column, gauge in enumerate(gauges):
+                gauge.labels(provider.value).set_function(
+                    functools.partial(_queue_figure, read, provider, column)
+                )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _queue_figure(
+    read: Callable[[], Mapping[Provider, tuple[int, int, int]]], provider: Provider, column: int
+) -> float:
+    return float(read()[provider][column])
 
 
 class _ProviderAuthCollector(Collector):

@@ -35,6 +35,17 @@ class _Pending(msgspec.Struct, array_like=True, tag="p"):
     visitor_name: str | None
 
 
+class _PendingV2(_Pending, array_like=True, tag="p"):
+    """Fields added later (issue #10), trailing. Written only when one of them differs from
+    its default (msgspec 0.22 writes every field of an array), so most records keep the first
+    format's bytes; readers of either format read both (`_PendingRecord`)."""
+
+    unsure: tuple[DeviceRef, ...]
+    awaiting: tuple[DeviceRef, ...]
+    claimed_at_ms: int
+    expired_on_arrival: bool
+
+
 class _PendingRecord(msgspec.Struct, array_like=True, tag="p", gc=False):
     """`_Pending` as read: the device lists left encoded, to be looked up by their bytes."""
 
@@ -46,9 +57,24 @@ class _PendingRecord(msgspec.Struct, array_like=True, tag="p", gc=False):
     targets: msgspec.Raw
     delivered: msgspec.Raw
     visitor_name: str | None
+    unsure: tuple[DeviceRef, ...] = ()
+    awaiting: tuple[DeviceRef, ...] = ()
+    claimed_at_ms: int = -1
+    expired_on_arrival: bool = False
 
 
 class _Closed(msgspec.Struct, array_like=True, tag="c", gc=False):
+    request_id: str
+    chat_id: str
+    outcome: Outcome
+    closed_at_ms: int
+    forget_at_ms: int
+    request_claim_ms: int = -1
+    last_event_ms: int = -1
+    """The last two were added later (issue #10); written only when not -1, like `_PendingV2`."""
+
+
+class _ClosedV1(msgspec.Struct, array_like=True, tag="c"):
     request_id: str
     chat_id: str
     outcome: Outcome
@@ -67,21 +93,27 @@ changelog of all-different lists costs a bounded table on top of the rounds."""
 
 def encode_state(state: ChatState) -> bytes:
     if isinstance(state, PendingRound):
-        return _ENCODER.encode(
-            _Pending(
-                state.request_id,
-                state.chat_id,
-                state.site_id,
-                state.requested_at_ms,
-                state.deadline_ms,
-                state.targets,
-                state.delivered,
-                state.visitor_name,
-            )
+        first = (
+            state.request_id,
+            state.chat_id,
+            state.site_id,
+            state.requested_at_ms,
+            state.deadline_ms,
+            state.targets,
+            state.delivered,
+            state.visitor_name,
         )
-    return _ENCODER.encode(
-        _Closed(state.request_id, state.chat_id, state.outcome, state.closed_at_ms, state.forget_at_ms)
-    )
+        if state.unsure or state.awaiting or state.claimed_at_ms != -1 or state.expired_on_arrival:
+            return _ENCODER.encode(
+                _PendingV2(
+                    *first, state.unsure, state.awaiting, state.claimed_at_ms, state.expired_on_arrival
+                )
+            )
+        return _ENCODER.encode(_Pending(*first))
+    first_closed = (state.request_id, state.chat_id, state.outcome, state.closed_at_ms, state.forget_at_ms)
+    if state.request_claim_ms == -1 and state.last_event_ms == -1:
+        return _ENCODER.encode(_ClosedV1(*first_closed))
+    return _ENCODER.encode(_Closed(*first_closed, state.request_claim_ms, state.last_event_ms))
 
 
 def decode_state(value: bytes) -> ChatState:
@@ -146,6 +178,8 @@ class StateReplay:
                         decoded.outcome,
                         decoded.closed_at_ms,
                         decoded.forget_at_ms,
+                        decoded.request_claim_ms,
+                        decoded.last_event_ms,
                     )
                     continue
                 # Most records repeat a list seen before, and most rounds reached every target.
@@ -172,7 +206,11 @@ class StateReplay:
                     decoded.deadline_ms,
                     targets,
                     delivered,
-                    decoded.visitor_name if delivered is None else None,
+                    decoded.visitor_name if delivered is None or decoded.awaiting else None,
+                    decoded.unsure,
+                    decoded.awaiting,
+                    decoded.claimed_at_ms,
+                    decoded.expired_on_arrival,
                 )
             except msgspec.DecodeError as error:
                 self.unreadable += 1

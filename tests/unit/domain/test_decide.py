@@ -18,8 +18,9 @@ from service.domain.effects import (
     EmitTokenRejected,
     ForgetChat,
     Ignored,
+    Noted,
+    NoteWhy,
     PutState,
-    Rejected,
     RoundClosed,
     ScheduleTimer,
     SendPushes,
@@ -87,6 +88,7 @@ def test_alert_content_names_site_and_visitor_collapses_per_chat_and_expires_at_
         "type": "handoff_requested",
         "chat_id": "chat-1",
         "site_id": "site-1",
+        "request_id": "req-chat-1",
         "open_tab": "active",
     }
 
@@ -99,9 +101,13 @@ def test_no_push_for_a_round_whose_deadline_already_passed() -> None:
     assert only(effects, ScheduleTimer), "the late round must still end in a Missed"
 
 
-def test_unknown_site_is_rejected() -> None:
+def test_a_request_for_an_unknown_site_starts_a_round_that_pushes_nobody_and_is_reported() -> None:
     effects = on_chat_event(None, request(site_id="nope"), T0, world(agent()))
-    assert [type(e) for e in effects] == [Rejected]
+    round_ = started_round(effects)
+    assert round_.targets == ()
+    assert round_.deadline_ms == T0 + 120_000, "the default time to accept"
+    assert only(effects, Noted) == [Noted(NoteWhy.SITE_UNKNOWN, "chat-1", "nope")]
+    assert not only(effects, SendPushes)
 
 
 def test_second_request_while_pending_changes_nothing() -> None:
@@ -173,9 +179,14 @@ def test_timer_before_deadline_or_on_closed_round_does_nothing_until_memory_expi
     assert on_timer(None, T0, w) == []
 
 
-def test_join_after_missed_produces_nothing() -> None:
+def test_join_after_missed_produces_nothing_but_is_remembered() -> None:
     closed = ClosedRound("req-chat-1", "chat-1", Outcome.MISSED, T0, T0 + 10)
-    assert on_chat_event(closed, joined(), T0, world(agent())) == [Ignored("chat-1", "no_pending_round")]
+    effects = on_chat_event(closed, joined(at_ms=T0), T0, world(agent()))
+    assert only(effects, Ignored) == [Ignored("chat-1", "no_pending_round")]
+    assert not only(effects, EmitMissed) and not only(effects, EmitChatbotMessage)
+    assert not only(effects, SendPushes)
+    (put,) = only(effects, PutState)
+    assert isinstance(put.state, ClosedRound) and put.state.last_event_ms == T0
 
 
 def test_join_stamped_after_the_deadline_finds_the_round_already_missed() -> None:
@@ -225,8 +236,8 @@ def test_resume_pushes_an_interrupted_fan_out_only_while_in_time() -> None:
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
     assert pending.delivered is None
-    (again,) = resume_fan_out(pending, T0 + 1_000, w)
-    assert isinstance(again, SendPushes) and len(again.pushes) == 1
+    (again,) = only(resume_fan_out(pending, T0 + 1_000, w), SendPushes)
+    assert len(again.pushes) == 1
     assert resume_fan_out(pending, pending.deadline_ms, w) == []
     assert resume_fan_out(pending.with_delivered(()), T0, w) == []
 
@@ -238,12 +249,14 @@ def test_a_site_deleted_while_a_round_runs_still_words_its_contact_message() -> 
     effects = on_timer(pending, pending.deadline_ms, w)
     (chatbot,) = only(effects, EmitChatbotMessage)
     assert chatbot.contact_email == "hello@alpine.example"
-    assert not only(effects, Rejected)
-    assert only(on_chat_event(None, request("chat-2"), T0, w), Rejected), "no new round for a deleted site"
+    assert not only(effects, Noted)
+    later = on_chat_event(None, request("chat-2"), T0, w)
+    assert only(later, Noted) == [Noted(NoteWhy.SITE_UNKNOWN, "chat-2", "site-1")], "deleted: unknown"
+    assert not only(later, SendPushes)
 
 
-def test_request_for_an_unknown_site_is_rejected_even_while_a_round_is_pending() -> None:
+def test_request_for_an_unknown_site_while_a_round_is_pending_changes_nothing() -> None:
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
     effects = on_chat_event(pending, request(event_id="other", site_id="nope"), T0, w)
-    assert [type(e) for e in effects] == [Rejected]
+    assert effects == [Ignored("chat-1", "round_already_pending")]

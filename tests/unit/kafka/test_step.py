@@ -26,6 +26,7 @@ class Record:
     timestamp: int = T0
     topic: str = SETTINGS.topic_chat_events
     partition: int = 4
+    timestamp_type: int = 0
 
 
 def step() -> PartitionStep:
