@@ -65,14 +65,19 @@ class AgentSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class SiteSnapshot:
-    """Full state of one site, from the compacted sites topic."""
+    """Full state of one site, from the compacted sites topic.
+
+    Only the ids are sure to be there: the decoder drops a field the site's producer left out or
+    sent unusable (`service/wire/inbound.py`), and the site is still known. None then means
+    "not known": no name in the alert and texts, the worker's default time to accept, no such
+    contact detail in the chatbot's message."""
 
     site_id: str
     account_id: str
-    name: str
-    time_to_accept_s: int
-    contact_email: str
-    contact_phone: str
+    name: str | None
+    time_to_accept_s: int | None
+    contact_email: str | None
+    contact_phone: str | None
     missed_message: str | None = None
 
 

@@ -70,9 +70,16 @@ def encode_chatbot_message(effect: EmitChatbotMessage, source: str) -> bytes:
             "site_id": effect.site_id,
             "reason": NO_AGENT_ACCEPTED,
             "text": effect.text,
-            "contact": {"email": effect.contact_email, "phone": effect.contact_phone},
+            "contact": _contact(effect),
         },
     )
+
+
+def _contact(effect: EmitChatbotMessage) -> dict[str, str]:
+    """Only the contact details the site has: a missing one is left out, not written as null, so
+    a consumer reading the optional field as a string never meets a null (`{}` when none)."""
+    contact = {"email": effect.contact_email, "phone": effect.contact_phone}
+    return {name: value for name, value in contact.items() if value is not None}
 
 
 def encode_token_rejected(effect: EmitTokenRejected, source: str) -> bytes:

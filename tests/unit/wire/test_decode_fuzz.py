@@ -1,6 +1,6 @@
 """Hostile input on the decoding layer, property-based: whatever bytes other teams' services write,
-`decode_chat_event`, `decode_agent` and `decode_site` return a domain value or a typed `Rejection`
-and never raise.
+`decode_chat_event`, `decode_agent` and `decode_site` return a domain value (with the repairs of
+its optional fields, each one its type declares) or a typed `Rejection`, and never raise.
 
 Three kinds of input: arbitrary bytes; arbitrary JSON documents; and near-valid events — valid
 CloudEvents of every consumed type, mutated (fields removed, retyped, made huge, nested deeply,
@@ -23,8 +23,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.domain.events import AgentJoined, AgentSnapshot, ChatEnded, HandoffRequested, SiteSnapshot
-from service.wire.inbound import MAX_DETAIL_CHARS, DecodeLimits, decode_agent, decode_chat_event, decode_site
+from service.wire.inbound import (
+    EVENT_TYPE_NAMES,
+    MAX_DETAIL_CHARS,
+    REPAIRABLE,
+    SITE_UPDATED,
+    DecodeLimits,
+    decode_agent,
+    decode_chat_event,
+    decode_site,
+)
 from service.wire.rejection import Reason, Rejection
+from service.wire.repair import Decoded
 
 LIMITS = DecodeLimits(max_value_bytes=64 * 1024)
 NOW = 1_800_000_000_000
@@ -111,11 +121,22 @@ DOMAIN_TYPES = (HandoffRequested, AgentJoined, ChatEnded, AgentSnapshot, SiteSna
 
 
 def decode_all(key: bytes | None, value: bytes | None) -> list[object]:
-    """The value through every decoder (null only to decode_chat_event: elsewhere it is a tombstone)."""
-    results: list[object] = [decode_chat_event(key, value, NOW, LIMITS)]
+    """The value through every decoder (null only to decode_chat_event: elsewhere it is a tombstone).
+
+    A decoded value comes with the repairs it needed; each must be one its type declares (it is a
+    metric label) and the value itself must still be a domain value."""
+    results: list[object] = [_unwrap(decode_chat_event(key, value, NOW, LIMITS))]
     if value is not None:
-        results += [decode_agent(key, value, LIMITS), decode_site(key, value, LIMITS)]
+        results += [decode_agent(key, value, LIMITS), _unwrap(decode_site(key, value, LIMITS))]
     return results
+
+
+def _unwrap(result: object) -> object:
+    if not isinstance(result, Decoded):
+        return result
+    type_name = EVENT_TYPE_NAMES.get(type(result.value), SITE_UPDATED)
+    assert set(result.repairs) <= set(REPAIRABLE.get(type_name, ())), result.repairs
+    return result.value
 
 
 def assert_domain_value_or_rejection(result: object) -> None:
@@ -144,7 +165,11 @@ def test_every_valid_example_decodes() -> None:
         "site": lambda k, v: decode_site(k, v, LIMITS),
     }
     for name, (key, event) in VALID.items():
-        assert isinstance(decoders[name](key, json.dumps(event).encode()), DOMAIN_TYPES), name
+        result = decoders[name](key, json.dumps(event).encode())
+        if isinstance(result, Decoded):
+            assert result.repairs == (), name
+            result = result.value
+        assert isinstance(result, DOMAIN_TYPES), name
 
 
 # ----------------------------------------------------------------------------------- arbitrary input

@@ -48,3 +48,13 @@ def test_token_rejected_carries_no_token() -> None:
     event = json.loads(encode_token_rejected(effect, "urn:test"))
     assert event["type"] == "livechat.push.token_rejected"
     assert set(event["data"]) == {"agent_id", "device_id", "provider", "reason", "rejected_at"}
+
+
+def test_chatbot_message_leaves_out_missing_contact_details() -> None:
+    def contact(email: str | None, phone: str | None) -> object:
+        effect = EmitChatbotMessage("r1:chatbot", "c1", "s1", "text", email, phone, 5)
+        return json.loads(encode_chatbot_message(effect, "urn:test"))["data"]["contact"]
+
+    assert contact("a@b.c", None) == {"email": "a@b.c"}
+    assert contact(None, "+1") == {"phone": "+1"}
+    assert contact(None, None) == {}

@@ -1,0 +1,59 @@
+"""What the decoder did to an optional field it could not use as sent, so the rest of the record
+could still be used: the field and the action (a bounded pair, fit for a metric label).
+
+A repair never carries the field's value: visitor names and contact details are personal data,
+and the value is what was wrong. `Decoded` pairs a decoded value with its repairs (usually none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+
+class RepairAction(StrEnum):
+    TRUNCATED = "truncated"
+    """Too long: cut on a character boundary, ending in an ellipsis."""
+    CLAMPED = "clamped"
+    """Above its range: set to the largest allowed value."""
+    DROPPED = "dropped"
+    """Wrong type, empty or out of range: treated as absent."""
+
+
+class RepairedField(StrEnum):
+    """Every field the decoder may repair, by its JSON path inside `data`. Bounded: a metric label."""
+
+    NAME = "name"
+    TIME_TO_ACCEPT = "time_to_accept_seconds"
+    CONTACT = "contact"
+    CONTACT_EMAIL = "contact.email"
+    CONTACT_PHONE = "contact.phone"
+    MISSED_MESSAGE = "missed_message"
+    VISITOR = "visitor"
+    VISITOR_NAME = "visitor.name"
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    field: RepairedField
+    action: RepairAction
+
+
+class Decoded(NamedTuple, Generic[T]):
+    """A usable record: its domain value and what was repaired to get it (empty when clean)."""
+
+    value: T
+    repairs: tuple[Repair, ...] = ()
+
+
+def described(repairs: tuple[Repair, ...]) -> dict[str, str]:
+    """`{field: action}` for a log line: names what was repaired, never the values."""
+    return {repair.field.value: repair.action.value for repair in repairs}
+
+
+def truncated(text: str, max_chars: int) -> str:
+    """`text` cut to `max_chars` characters (code points, so never inside one), ending in '…'."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
