@@ -81,8 +81,9 @@ class SkipReason(StrEnum):
     """The push's expiry (the round's deadline) passed, or would pass before the next retry."""
     NO_SENDER = "no_sender"
     """The provider has no credentials configured."""
-    SHED = "shed"
-    """The provider's in-flight bound and its waiting line were both full."""
+    ROUND_CLOSED = "round_closed"
+    """The round closed (accepted, ended or missed) while the alert waited for a slot or a retry,
+    or came back from a request that needs a retry: it must not buzz for a chat that was taken."""
 
 
 AUTH_FAILURES_BEFORE_UNHEALTHY = 3

@@ -13,10 +13,28 @@ from structlog.testing import capture_logs
 from service.domain.effects import AddressedPush, SendPushes
 from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.base import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
-from service.push.fanout import DeviceRejected, FanOut, FanOutFinished, FanOutReport, RetryPolicy
+from service.push.base import (
+    ApnsEnvironment,
+    AuthHealth,
+    OutcomeKind,
+    Provider,
+    Push,
+    PushKind,
+    PushOutcome,
+    SkipReason,
+)
+from service.push.fanout import (
+    QUEUED_PUSH_OVERHEAD_B,
+    DeviceRejected,
+    FanOut,
+    FanOutFinished,
+    FanOutReport,
+    RetryPolicy,
+)
 
 NOW = 1_800_000_000_000
+ALERT = PushKind.HANDOFF_REQUESTED
+CLOSED = PushKind.HANDOFF_CLOSED
 
 
 class StepClock:
@@ -28,6 +46,20 @@ class StepClock:
 
     def monotonic(self) -> float:
         return self.ms / 1000
+
+
+class LoopClock:
+    """Wall time that moves with the event loop's clock (for the fan-out's expiry timer)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._start = self._loop.time()
+
+    def now_ms(self) -> int:
+        return NOW + int((self._loop.time() - self._start) * 1000)
+
+    def monotonic(self) -> float:
+        return self._loop.time()
 
 
 class ScriptedSender:
@@ -165,16 +197,41 @@ def test_backoff_is_capped_jittered_and_honours_retry_after(attempt: int) -> Non
 
 
 class BlockingSender(ScriptedSender):
-    """Holds every send until `release` is set: a provider that hangs."""
+    """Holds every send until `release` is set: a provider that hangs, then delivers."""
 
     def __init__(self, provider: Provider) -> None:
         super().__init__(provider)
         self.release = asyncio.Event()
 
+    @property
+    def sent_count(self) -> int:
+        return len(self.sent)
+
     async def send(self, push: Push) -> PushOutcome:
         self.sent.append(push)
         await self.release.wait()
         return PushOutcome(OutcomeKind.DELIVERED)
+
+
+class HeldSender(ScriptedSender):
+    """Holds each send until the test gives it its answer (`answer`), one at a time, in order."""
+
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(provider)
+        self._answers: list[asyncio.Future[PushOutcome]] = []
+
+    @property
+    def waiting(self) -> bool:
+        return any(not answer.done() for answer in self._answers)
+
+    def answer(self, outcome: PushOutcome) -> None:
+        next(answer for answer in self._answers if not answer.done()).set_result(outcome)
+
+    async def send(self, push: Push) -> PushOutcome:
+        self.sent.append(push)
+        answer: asyncio.Future[PushOutcome] = asyncio.get_running_loop().create_future()
+        self._answers.append(answer)
+        return await answer
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -190,46 +247,186 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return value
 
 
-async def test_pushes_beyond_the_in_flight_bound_and_its_waiting_line_are_shed_and_not_delivered() -> None:
+def skipped_pushes(metrics: Metrics) -> dict[str, float]:
+    """Non-zero `notifier_pushes_skipped_total` series, as "provider/why"."""
+    found = {}
+    for provider in Provider:
+        for why in SkipReason:
+            value = sample(metrics, "notifier_pushes_skipped_total", provider=provider.value, why=why.value)
+            if value:
+                found[f"{provider.value}/{why.value}"] = value
+    return found
+
+
+def alerts(
+    *tokens: tuple[str, Provider, int], chat: str = "chat", request: str = "req", kind: PushKind = ALERT
+) -> SendPushes:
+    """A job of one push per (token, provider, expires_at_ms); the device id is the token."""
+    pushes = tuple(
+        AddressedPush(DeviceRef("agent", token), Push(provider, token, kind, chat, expires, {}, "t", "b"))
+        for token, provider, expires in tokens
+    )
+    return SendPushes(chat, request, NOW, pushes, report_delivery=kind is ALERT)
+
+
+def finished(reports: list[FanOutReport]) -> list[FanOutFinished]:
+    return [r for r in reports if isinstance(r, FanOutFinished)]
+
+
+async def test_pushes_wait_for_a_slot_earliest_expiry_first() -> None:
     fcm = BlockingSender(Provider.FCM)
+    reports: list[FanOutReport] = []
+    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), StepClock(), reports.append, max_in_flight=1)
+
+    fan_out.submit(3, alerts(("busy", Provider.FCM, NOW + 90_000), chat="c0"))
+    await until(lambda: len(fcm.sent) == 1)
+    for chat, seconds in [("c1", 50), ("c2", 10), ("c3", 30), ("c4", 20)]:
+        fan_out.submit(3, alerts((chat, Provider.FCM, NOW + seconds * 1000), chat=chat))
+    assert fan_out.queues[Provider.FCM].waiting == 4
+    fcm.release.set()
+    await until(lambda: len(finished(reports)) == 5)
+
+    assert [push.token for push in fcm.sent] == ["busy", "c2", "c4", "c3", "c1"]
+
+
+async def test_a_burst_far_beyond_the_slots_is_delivered_completely_nothing_shed() -> None:
+    fcm = BlockingSender(Provider.FCM)
+    apns = BlockingSender(Provider.APNS)
     metrics = Metrics([])
     reports: list[FanOutReport] = []
     fan_out = FanOut(
-        {Provider.FCM: fcm}, metrics, StepClock(), reports.append, max_in_flight=2, max_waiting=1
+        {s.provider: s for s in (fcm, apns)}, metrics, StepClock(), reports.append, max_in_flight=2
     )
-    gate = fan_out.gates[Provider.FCM]
+    rounds = 200
+    for n in range(rounds):
+        devices = [(f"a{n}-{d}", Provider.FCM, NOW + 60_000) for d in range(5)]
+        devices += [(f"i{n}-{d}", Provider.APNS, NOW + 60_000) for d in range(5)]
+        fan_out.submit(n % 4, alerts(*devices, chat=f"chat-{n}", request=f"req-{n}"))
+
+    await until(lambda: (fcm.sent_count, apns.sent_count) == (2, 2))
+    assert fan_out.queues[Provider.FCM].held == fan_out.queues[Provider.APNS].held == 1_000
+    assert sample(metrics, "notifier_push_queue_pushes", provider="fcm") == 1_000
+    assert sample(metrics, "notifier_push_queue_bytes", provider="apns") > 1_000 * QUEUED_PUSH_OVERHEAD_B
+    fcm.release.set()
+    apns.release.set()
+    await until(lambda: len(finished(reports)) == rounds)
+
+    assert skipped_pushes(metrics) == {}
+    assert all(len(report.delivered) == 10 and report.unsure == () for report in finished(reports))
+    assert sample(metrics, "notifier_push_queue_pushes", provider="fcm") == 0
+    assert sample(metrics, "notifier_push_queue_bytes", provider="fcm") == 0
+
+
+async def test_only_expired_pushes_are_dropped_even_while_every_slot_is_busy() -> None:
+    clock = LoopClock()
+    fcm = BlockingSender(Provider.FCM)
+    metrics = Metrics([])
+    reports: list[FanOutReport] = []
+    fan_out = FanOut({Provider.FCM: fcm}, metrics, clock, reports.append, max_in_flight=1)
+    start = clock.now_ms()
+
+    fan_out.submit(3, alerts(("busy", Provider.FCM, start + 60_000), chat="busy"))
+    await until(lambda: fcm.sent_count == 1)
+    fan_out.submit(3, alerts(("soon", Provider.FCM, start + 50), ("later", Provider.FCM, start + 60_000)))
+    # The slot stays busy: the expiry timer, not a freed slot, drops the expired push.
+    await until(lambda: skipped_pushes(metrics) == {"fcm/expired": 1})
+    assert fan_out.queues[Provider.FCM].waiting == 1
+    fcm.release.set()
+    await until(lambda: len(finished(reports)) == 2)
+
+    assert [push.token for push in fcm.sent] == ["busy", "later"]
+    assert finished(reports)[-1].delivered == (DeviceRef("agent", "later"),)
+
+
+async def test_past_the_memory_bound_the_fan_out_is_saturated_and_still_drops_nothing() -> None:
+    fcm = BlockingSender(Provider.FCM)
+    metrics = Metrics([])
+    reports: list[FanOutReport] = []
+    limit = 20 * QUEUED_PUSH_OVERHEAD_B
+    fan_out = FanOut(
+        {Provider.FCM: fcm}, metrics, StepClock(), reports.append, max_in_flight=2, max_queue_bytes=limit
+    )
 
     with capture_logs() as logs:
-        fan_out.submit(3, job(*((f"t{i}", Provider.FCM) for i in range(6))))
-        await until(lambda: sample(metrics, "notifier_pushes_skipped_total", provider="fcm", why="shed") == 3)
-        assert (gate.in_flight, gate.waiting) == (2, 1)
-        assert [push.token for push in fcm.sent] == ["t0", "t1"]
+        for n in range(19):
+            fan_out.submit(3, alerts((f"t{n}", Provider.FCM, NOW + 60_000), chat=f"c{n}"))
+        below = fan_out.saturated
+        fan_out.submit(3, alerts(*((f"u{n}", Provider.FCM, NOW + 60_000) for n in range(5)), chat="big"))
+        assert (below, fan_out.saturated) == (False, True)
+        assert not await fan_out.wait_unsaturated(0.01)
+        assert sample(metrics, "notifier_push_queue_limit_bytes", provider="fcm") == limit
+        assert sample(metrics, "notifier_push_queue_bytes", provider="fcm") >= limit
         fcm.release.set()
-        await until(lambda: len(reports) == 1)
-        # The next push finds a free slot: the burst is over.
-        fan_out.submit(3, job(("later", Provider.FCM)))
-        await until(lambda: len(reports) == 2)
+        assert await fan_out.wait_unsaturated(5)
+        await until(lambda: len(finished(reports)) == 20)
 
-    assert reports[0] == FanOutFinished(
-        3,
-        "chat",
-        "req",
-        (DeviceRef("agent", "device-t0"), DeviceRef("agent", "device-t1"), DeviceRef("agent", "device-t2")),
-    ), "shed devices must not count as notified"
-    assert [push.token for push in fcm.sent] == ["t0", "t1", "t2", "later"]
-    assert sample(metrics, "notifier_pushes_skipped_total", provider="fcm", why="shed") == 3
-    assert sample(metrics, "notifier_pushes_skipped_total", provider="apns", why="shed") == 0
-    shedding = [entry for entry in logs if entry["event"].startswith("push_shedding")]
-    assert shedding == [
-        {
-            "event": "push_shedding_started",
-            "log_level": "warning",
-            "provider": "fcm",
-            "max_in_flight": 2,
-            "max_waiting": 1,
-        },
-        {"event": "push_shedding_stopped", "log_level": "info", "provider": "fcm", "shed": 3, "seconds": 0.0},
-    ], "one line when a burst starts, one when it ends"
+    assert not fan_out.saturated
+    assert skipped_pushes(metrics) == {}
+    assert fcm.sent_count == 24
+    assert [e["event"] for e in logs if e["event"].startswith("push_queue")] == [
+        "push_queue_saturated",
+        "push_queue_unsaturated",
+    ]
+
+
+async def test_a_closing_update_stops_the_rounds_alerts_and_leaves_the_next_round_alone() -> None:
+    unavailable = PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE", retry_after_s=5.0)
+    fcm = ScriptedSender(Provider.FCM, {"android": [unavailable]})
+    apns = HeldSender(Provider.APNS)
+    metrics = Metrics([])
+    reports: list[FanOutReport] = []
+    fan_out = FanOut(
+        {s.provider: s for s in (fcm, apns)}, metrics, StepClock(), reports.append, max_in_flight=1
+    )
+    expires = NOW + 60_000
+    devices = [
+        ("android", Provider.FCM, expires),
+        ("iphone", Provider.APNS, expires),
+        ("ipad", Provider.APNS, expires),
+    ]
+
+    fan_out.submit(3, alerts(*devices, request="r1"))
+    await until(lambda: len(fcm.sent) == 1 and len(apns.sent) == 1)
+    # android waits out a 5 s Retry-After, iphone is in flight, ipad waits for the slot.
+    fan_out.submit(3, alerts(("next-round", Provider.APNS, expires), request="r2"))
+    fan_out.submit(3, alerts(*devices, request="r1", kind=CLOSED))
+    assert skipped_pushes(metrics) == {"fcm/round_closed": 1, "apns/round_closed": 1}
+    apns.answer(PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE"))  # iphone: not retried
+    await until(lambda: len(finished(reports)) == 1)
+    for _ in range(3):  # next round's alert, then the closing updates of iphone and ipad
+        await until(lambda: apns.waiting)
+        apns.answer(PushOutcome(OutcomeKind.DELIVERED))
+    await until(lambda: len(finished(reports)) == 2)
+
+    assert skipped_pushes(metrics) == {"fcm/round_closed": 1, "apns/round_closed": 2}
+    first, second = finished(reports)
+    assert (first.request_id, first.delivered, first.unsure) == ("r1", (), ())
+    assert (second.request_id, second.delivered) == ("r2", (DeviceRef("agent", "next-round"),))
+    sent = [(push.token, push.kind) for push in [*fcm.sent, *apns.sent]]
+    assert sent.count(("android", ALERT)) == sent.count(("iphone", ALERT)) == 1
+    assert ("ipad", ALERT) not in sent
+    await until(lambda: fan_out.in_flight == 0)  # the closing updates are done
+    sent = [(push.token, push.kind) for push in [*fcm.sent, *apns.sent]]
+    assert {("android", CLOSED), ("iphone", CLOSED), ("ipad", CLOSED)} <= set(sent)
+
+
+async def test_devices_a_request_may_have_reached_without_an_answer_are_reported_unsure() -> None:
+    timeout = PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
+    dropped = PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
+    unavailable = PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE")
+    script = {
+        "timed-out": [timeout] * 4,  # retries ran out
+        "expired": [dropped, PushOutcome(OutcomeKind.RETRY_LATER, "QUOTA", retry_after_s=120)],
+        "unavailable": [unavailable] * 4,  # answered every time: known not delivered
+        "late": [timeout, PushOutcome(OutcomeKind.DELIVERED)],
+        "dead": [timeout, PushOutcome(OutcomeKind.TOKEN_DEAD, "UNREGISTERED")],
+    }
+    fcm = ScriptedSender(Provider.FCM, script)
+    reports = await run_fan_out([fcm], job(*((token, Provider.FCM) for token in script)))
+
+    [report] = finished(reports)
+    assert report.delivered == (DeviceRef("agent", "device-late"),)
+    assert report.unsure == (DeviceRef("agent", "device-timed-out"), DeviceRef("agent", "device-expired"))
 
 
 async def test_a_slow_provider_does_not_hold_up_the_other() -> None:
@@ -237,22 +434,37 @@ async def test_a_slow_provider_does_not_hold_up_the_other() -> None:
     apns = ScriptedSender(Provider.APNS)
     reports: list[FanOutReport] = []
     fan_out = FanOut(
-        {s.provider: s for s in (fcm, apns)},
-        Metrics([]),
-        StepClock(),
-        reports.append,
-        max_in_flight=1,
-        max_waiting=0,
+        {s.provider: s for s in (fcm, apns)}, Metrics([]), StepClock(), reports.append, max_in_flight=1
     )
 
     fan_out.submit(1, job(("busy", Provider.FCM)))
     await until(lambda: len(fcm.sent) == 1)
-    fan_out.submit(2, job(("shed", Provider.FCM), ("ios", Provider.APNS)))
-    await until(lambda: len(reports) == 1)
-
-    assert reports == [FanOutFinished(2, "chat", "req", (DeviceRef("agent", "device-ios"),))]
+    fan_out.submit(2, job(("queued", Provider.FCM), ("ios", Provider.APNS)))
+    await until(lambda: len(apns.sent) == 1)
+    assert reports == []
     fcm.release.set()
     await until(lambda: len(reports) == 2)
+
+    assert reports[1] == FanOutFinished(
+        2, "chat", "req", (DeviceRef("agent", "device-queued"), DeviceRef("agent", "device-ios"))
+    )
+
+
+async def test_a_lost_partition_stops_its_pushes_without_a_report_and_frees_their_slots() -> None:
+    fcm = BlockingSender(Provider.FCM)
+    reports: list[FanOutReport] = []
+    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), StepClock(), reports.append, max_in_flight=1)
+
+    fan_out.submit(1, job(("lost-busy", Provider.FCM), ("lost-queued", Provider.FCM)))
+    await until(lambda: len(fcm.sent) == 1)
+    fan_out.submit(2, job(("kept", Provider.FCM)))
+    await fan_out.cancel_partition(1)
+    fcm.release.set()
+    await until(lambda: len(reports) == 1)
+
+    assert reports == [FanOutFinished(2, "chat", "req", (DeviceRef("agent", "device-kept"),))]
+    assert [push.token for push in fcm.sent] == ["lost-busy", "kept"]
+    assert fan_out.queues[Provider.FCM].held_bytes == 0
 
 
 async def test_a_token_of_the_other_apns_environment_is_reported_as_a_mismatch_not_dropped() -> None:
