@@ -59,8 +59,10 @@ class Publisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, topic: str, key: str, value: bytes | None) -> None:
-        await self._producer.send_and_wait(topic, value=value, key=key.encode())
+    async def send(self, topic: str, key: str, value: bytes | None, timestamp_ms: int | None = None) -> None:
+        """`timestamp_ms`: the record's CreateTime, as a producer with that clock would stamp it
+        (a LogAppendTime topic replaces it with the broker's time)."""
+        await self._producer.send_and_wait(topic, value=value, key=key.encode(), timestamp_ms=timestamp_ms)
 
 
 @dataclass(frozen=True)

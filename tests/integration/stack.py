@@ -142,14 +142,16 @@ class Stack:
         await self.publisher.send(self.settings.topic_chat_events, chat_id, value)
         return event_id
 
-    async def join(self, chat_id: str, agent_id: str = "agent-1", site_id: str = "site-1") -> None:
-        value = traffic.agent_joined(chat_id, site_id, agent_id, now_ms())
+    async def join(
+        self, chat_id: str, agent_id: str = "agent-1", site_id: str = "site-1", *, at_ms: int | None = None
+    ) -> None:
+        """Publish `agent_joined`, stamped `at_ms` (default: now) as the chat backend's clock says."""
+        value = traffic.agent_joined(chat_id, site_id, agent_id, now_ms() if at_ms is None else at_ms)
         await self.publisher.send(self.settings.topic_chat_events, chat_id, value)
 
-    async def end(self, chat_id: str, site_id: str = "site-1") -> None:
-        await self.publisher.send(
-            self.settings.topic_chat_events, chat_id, traffic.chat_ended(chat_id, site_id, now_ms())
-        )
+    async def end(self, chat_id: str, site_id: str = "site-1", *, at_ms: int | None = None) -> None:
+        value = traffic.chat_ended(chat_id, site_id, now_ms() if at_ms is None else at_ms)
+        await self.publisher.send(self.settings.topic_chat_events, chat_id, value)
 
     async def raw(self, key: str, value: bytes | None) -> None:
         await self.publisher.send(self.settings.topic_chat_events, key, value)

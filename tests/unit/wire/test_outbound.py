@@ -27,7 +27,17 @@ def test_missed_event() -> None:
         "missed_at": "1970-01-01T00:01:01.050Z",
         "agents_notified": 2,
         "devices_notified": 3,
+        "late": False,
+        "expired_on_arrival": False,
     }
+
+
+def test_a_late_missed_event_says_so() -> None:
+    effect = EmitMissed(
+        "r1:missed", "c1", "s1", 1_000, 61_000, 961_000, 0, 0, late=True, expired_on_arrival=True
+    )
+    data = json.loads(encode_missed(effect, "urn:test"))["data"]
+    assert (data["late"], data["expired_on_arrival"]) == (True, True)
 
 
 def test_chatbot_message() -> None:
