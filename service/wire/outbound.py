@@ -55,6 +55,8 @@ def encode_missed(effect: EmitMissed, source: str) -> bytes:
             "missed_at": rfc3339(effect.missed_at_ms),
             "agents_notified": effect.agents_notified,
             "devices_notified": effect.devices_notified,
+            "late": effect.late,
+            "expired_on_arrival": effect.expired_on_arrival,
         },
     )
 
