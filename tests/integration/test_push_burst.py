@@ -5,11 +5,16 @@ each provider. The fakes answer after a few tens of ms and the worker may keep o
 requests open per provider, so a queue forms. Every deadline is a minute ahead, so every alert
 must reach exactly the eligible devices, once, before its deadline (the fakes record when each
 request arrived), and no push may be skipped.
+
+The size is small enough for CI; the environment can scale it up to measure the drain time that
+docs/benchmarks.md reports ("Push burst"), e.g.
+`BURST_HANDOFFS=500 BURST_AGENTS=5 BURST_IN_FLIGHT=200 pytest tests/integration/test_push_burst.py -s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,14 +31,14 @@ pytestmark = [pytest.mark.kafka]
 
 MakeStack = Callable[..., Awaitable[Stack]]
 
-HANDOFFS = 100
-AGENTS = 10
+HANDOFFS = int(os.environ.get("BURST_HANDOFFS", "100"))
+AGENTS = int(os.environ.get("BURST_AGENTS", "10"))
 """Eligible agents, each with an Android phone and an iPhone: 20 devices, 2,000 alerts."""
 TIME_TO_ACCEPT_S = 60
 PROVIDER_LATENCY_S = 0.03
-IN_FLIGHT = 8
-"""Per provider: at 30 ms a request, about 270 pushes/s each, so the burst takes seconds to drain."""
-DRAIN_TIMEOUT_S = 25.0
+IN_FLIGHT = int(os.environ.get("BURST_IN_FLIGHT", "16"))
+"""Per provider: 1,000 alerts each wait for 16 slots (before #10 a line of 80 behind them shed the rest)."""
+DRAIN_TIMEOUT_S = 25.0 * max(1, HANDOFFS * AGENTS // 1000)
 
 
 def skipped(app: Application) -> dict[str, float]:
@@ -78,31 +83,44 @@ async def test_a_burst_of_alerts_is_delivered_completely_and_before_every_deadli
     deadline_ms = requested_at + TIME_TO_ACCEPT_S * 1000
     chats = [f"burst-{n:04d}" for n in range(HANDOFFS)]
     await asyncio.gather(*(stack.request(chat, at_ms=requested_at, tta=TIME_TO_ACCEPT_S) for chat in chats))
-    expected = HANDOFFS * AGENTS  # per provider
+    wanted = {(chat, token) for chat in chats for token in eligible}
 
-    def arrived() -> tuple[int, int]:
-        return len(fakes.fcm.messages.items), len(fakes.apns.notifications.items)
+    def received() -> list[tuple[str, str, float]]:
+        """(chat id, token, monotonic arrival) of every alert the fakes accepted."""
+        fcm = [
+            (str(m.message["data"]["chat_id"]), str(m.token), m.received_at) for m in fakes.fcm.messages.items
+        ]
+        apns = [(str(n.payload["chat_id"]), n.token, n.received_at) for n in fakes.apns.notifications.items]
+        return fcm + apns
 
     await eventually(
         lambda: (
-            arrived() == (expected, expected) or (bool(skipped(app)) and app.worker.fan_out.in_flight == 0)
+            {(chat, token) for chat, token, _ in received()} >= wanted
+            or (bool(skipped(app)) and app.worker.fan_out.in_flight == 0)
         ),
         DRAIN_TIMEOUT_S,
-        f"{expected} alerts on each provider",
+        f"{len(wanted)} alerts",
     )
-    assert skipped(app) == {}, f"pushes given up while every deadline was ahead; arrived {arrived()}"
-
-    received = [
-        (str(m.message["data"]["chat_id"]), str(m.token), m.received_at) for m in fakes.fcm.messages.items
-    ] + [(str(n.payload["chat_id"]), n.token, n.received_at) for n in fakes.apns.notifications.items]
-    pairs = Counter((chat, token) for chat, token, _ in received)
-    assert set(pairs) == {(chat, token) for chat in chats for token in eligible}
-    assert set(pairs.values()) == {1}, "an alert reached a device twice"
-    first = min(at for _, _, at in received) * 1000 + wall_minus_monotonic_ms
-    last = max(at for _, _, at in received) * 1000 + wall_minus_monotonic_ms
+    arrived = received()
+    assert skipped(app) == {}, f"pushes given up while every deadline was ahead; {len(arrived)} arrived"
+    pairs = Counter((chat, token) for chat, token, _ in arrived)
+    assert set(pairs) == wanted
+    # At least once: only a request that timed out (it may have arrived) is sent again.
+    retried = sum(
+        app.metrics.registry.get_sample_value(
+            "notifier_pushes_total",
+            {"provider": p.value, "kind": "handoff_requested", "outcome": "retry_later"},
+        )
+        or 0
+        for p in Provider
+    )
+    assert sum(pairs.values()) - len(pairs) <= retried, "an alert reached a device twice without a retry"
+    first = min(at for _, _, at in arrived) * 1000 + wall_minus_monotonic_ms
+    last = max(at for _, _, at in arrived) * 1000 + wall_minus_monotonic_ms
     assert last < deadline_ms, f"an alert arrived {last - deadline_ms:.0f} ms after its deadline"
     print(  # the drain time, for the record in the test log
-        f"burst of {len(received)} alerts drained in {(last - first) / 1000:.2f} s "
-        f"({len(received) / max(0.001, (last - first) / 1000):.0f} pushes/s), "
+        f"burst of {len(arrived)} alerts ({retried:.0f} retried) drained in {(last - first) / 1000:.2f} s "
+        f"({len(arrived) / max(0.001, (last - first) / 1000):.0f} pushes/s), "
+        f"{(last - requested_at) / 1000:.2f} s after the requests were published, "
         f"last {deadline_ms - last:.0f} ms before the deadline"
     )
