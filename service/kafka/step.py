@@ -147,7 +147,10 @@ class PartitionStep:
         for report in reports:
             if isinstance(report, FanOutFinished):
                 state = store.get(report.chat_id)
-                self._apply(store, on_fan_out_finished(state, report.request_id, report.delivered), result)
+                finished = on_fan_out_finished(
+                    state, report.request_id, report.delivered, report.covered, report.unsure
+                )
+                self._apply(store, finished, result)
             elif isinstance(report, DeviceRejected):
                 self._apply(store, on_token_rejected(report.rejection, now_ms), result)
         for chat_id in store.pop_due(fire_until_ms, MAX_TIMERS_PER_STEP):

@@ -52,6 +52,9 @@ class FanOutFinished:
     """Devices whose outcome is unknown: a request may have reached the phone (timed out, or the
     connection dropped), then retries ran out, the push expired or the round closed. Never also
     in `delivered`."""
+    covered: tuple[DeviceRef, ...] | None = None
+    """Every device this fan-out pushed (None: every target of the round). A round's later
+    fan-out (an agent became eligible) covers only its own devices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,8 +497,11 @@ class FanOut:
             pairs = list(zip(devices, job.results, strict=True))
             delivered = tuple(device for device, result in pairs if result is _Result.DELIVERED)
             unsure = tuple(device for device, result in pairs if result is _Result.UNSURE)
+            work = job.work
             self._report(
-                FanOutFinished(job.partition, job.work.chat_id, job.work.request_id, delivered, unsure)
+                FanOutFinished(
+                    job.partition, work.chat_id, work.request_id, delivered, unsure, tuple(devices)
+                )
             )
 
     def _forget(self, job: _Job) -> None:

@@ -132,9 +132,8 @@ async def test_reports_the_devices_a_provider_accepted() -> None:
         [fcm, apns], job(("ok", Provider.FCM), ("bad", Provider.FCM), ("ios", Provider.APNS))
     )
     [finished] = reports
-    assert finished == FanOutFinished(
-        3, "chat", "req", (DeviceRef("agent", "device-ok"), DeviceRef("agent", "device-ios"))
-    )
+    ok, bad, ios = (DeviceRef("agent", f"device-{name}") for name in ("ok", "bad", "ios"))
+    assert finished == FanOutFinished(3, "chat", "req", (ok, ios), covered=(ok, bad, ios))
     assert len(fcm.sent) == 2, "a request bug is not retried"
 
 
@@ -445,9 +444,8 @@ async def test_a_slow_provider_does_not_hold_up_the_other() -> None:
     fcm.release.set()
     await until(lambda: len(reports) == 2)
 
-    assert reports[1] == FanOutFinished(
-        2, "chat", "req", (DeviceRef("agent", "device-queued"), DeviceRef("agent", "device-ios"))
-    )
+    both = (DeviceRef("agent", "device-queued"), DeviceRef("agent", "device-ios"))
+    assert reports[1] == FanOutFinished(2, "chat", "req", both, covered=both)
 
 
 async def test_a_lost_partition_stops_its_pushes_without_a_report_and_frees_their_slots() -> None:
@@ -462,7 +460,8 @@ async def test_a_lost_partition_stops_its_pushes_without_a_report_and_frees_thei
     fcm.release.set()
     await until(lambda: len(reports) == 1)
 
-    assert reports == [FanOutFinished(2, "chat", "req", (DeviceRef("agent", "device-kept"),))]
+    kept = (DeviceRef("agent", "device-kept"),)
+    assert reports == [FanOutFinished(2, "chat", "req", kept, covered=kept)]
     assert [push.token for push in fcm.sent] == ["lost-busy", "kept"]
     assert fan_out.queues[Provider.FCM].held_bytes == 0
 
@@ -482,7 +481,9 @@ async def test_a_token_of_the_other_apns_environment_is_reported_as_a_mismatch_n
         fan_out.submit(3, work)
         await until(lambda: len(reports) == 1)
 
-    assert reports == [FanOutFinished(3, "chat", "req", (iphone,))], "delivered where the token belongs"
+    assert reports == [FanOutFinished(3, "chat", "req", (iphone,), covered=(iphone,))], (
+        "delivered where it belongs"
+    )
     assert sample(metrics, "notifier_apns_environment_mismatches_total", configured="production") == 1
     assert sample(metrics, "notifier_apns_environment_mismatches_total", configured="sandbox") == 0
     [line] = [entry for entry in logs if entry["event"] == "apns_environment_mismatch"]
@@ -512,4 +513,4 @@ async def test_a_mismatched_token_that_is_dead_where_it_belongs_is_rejected_with
 
     [rejected] = [r for r in reports if isinstance(r, DeviceRejected)]
     assert rejected.rejection.reason == "Unregistered"
-    assert reports[-1] == FanOutFinished(3, "chat", "req", ())
+    assert reports[-1] == FanOutFinished(3, "chat", "req", (), covered=(work.pushes[0].device,))
