@@ -16,6 +16,7 @@ from service.push.apns import (
     build_notification,
     classify_response,
     parse_endpoint,
+    payload_size,
     settle_environment,
 )
 from service.push.apns_protocol import ExpiringRequest
@@ -118,6 +119,19 @@ def test_an_alert_too_big_for_apple_has_its_texts_cut_to_fit_as_aioapns_sends_it
     assert alert["title"] == HUGE_TITLE, "the shorter text (the site name) stays whole"
     assert alert["body"].startswith("😀") and alert["body"].endswith(ELLIPSIS)
     assert {key: notification.payload[key] for key in data} == data, "data is never cut"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"aps": {}},
+        {"aps": {"alert": {"title": "t", "body": "b"}, "sound": "default"}, "chat_id": "c", "n": 1},
+        {"aps": {"content-available": 1}, "x": 'a\n\x01\x7f\u2028é😀"\\/', "list": [1, "2", [], {}]},
+    ],
+)
+def test_the_payload_size_is_what_aioapns_sends(payload: dict[str, Any]) -> None:
+    assert payload_size(payload) == len(json.dumps(payload, ensure_ascii=False).encode())
 
 
 def test_an_alert_that_fits_keeps_its_texts() -> None:
