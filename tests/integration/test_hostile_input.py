@@ -53,11 +53,9 @@ def garbage(chat_id: str) -> list[tuple[bytes | None, str]]:
         (envelope(handoff, handoff_data(chat_id, requested_at="yesterday")), "bad_data"),
         (envelope(handoff, handoff_data(chat_id, requested_at="2099-01-01T00:00:00Z")), "bad_timestamp"),
         (envelope(handoff, handoff_data(chat_id, requested_at="1999-01-01T00:00:00Z")), "bad_timestamp"),
-        (envelope(handoff, handoff_data(chat_id, time_to_accept_seconds=0)), "bad_data"),
-        (envelope(handoff, handoff_data(chat_id, time_to_accept_seconds=-3)), "bad_data"),
-        (envelope(handoff, handoff_data(chat_id, time_to_accept_seconds=2.5)), "bad_data"),
-        (envelope(handoff, handoff_data(chat_id, time_to_accept_seconds=10**7)), "bad_data"),
-        (envelope(handoff, handoff_data(chat_id, site_id="no-such-site")), "unknown_site"),
+        # Not here since #10, because they are served: an out-of-range or wrong-typed override
+        # (repaired), a site not known yet (the round waits for it) — tests/integration/test_partial_data.py
+        # and test_real_world.py.
         (None, "null_value"),
         (envelope(handoff, handoff_data(chat_id, visitor={"name": "x" * 20_000})), "too_large"),
         (nested, "too_deep"),
