@@ -22,7 +22,6 @@ class Reason(StrEnum):
     BAD_DATA = "bad_data"
     KEY_MISMATCH = "key_mismatch"
     BAD_TIMESTAMP = "bad_timestamp"
-    UNKNOWN_SITE = "unknown_site"
 
 
 @dataclass(frozen=True, slots=True)
