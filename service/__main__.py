@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from service.errors import NotifierError
 from service.observability.logging import configure_logging
 from service.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported lazily below, like every Kafka module, to keep `--help` light
+    from service.kafka.topics import EnsureReport
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,8 +30,16 @@ def _parser() -> argparse.ArgumentParser:
         dest="topics_command", required=True
     )
     ensure = topics.add_parser("ensure", help="create missing topics and check the changelog layout")
-    ensure.add_argument("--partitions", type=int, default=12, help="partitions of new chat-events topics")
-    ensure.add_argument("--replication-factor", type=int, default=3)
+    ensure.add_argument(
+        "--partitions",
+        type=_positive_int,
+        help="partitions of a new chat-events topic, its changelog and outputs (default 12)",
+    )
+    ensure.add_argument(
+        "--replication-factor",
+        type=_positive_int,
+        help="replicas of new topics (default: the brokers' default.replication.factor)",
+    )
     commands.add_parser("check-config", help="validate settings and credential files without connecting")
     return parser
 
@@ -43,8 +55,16 @@ def main(argv: list[str] | None = None) -> int:
 
             return asyncio.run(run_worker(settings))
         if args.command == "topics":
-            created = asyncio.run(_ensure_topics(settings, args.partitions, args.replication_factor))
-            log.info("topics_ensured", created=created)
+            report = asyncio.run(_ensure_topics(settings, args.partitions, args.replication_factor))
+            for warning in report.warnings:
+                print(f"livechat-notifier: warning: {warning}", file=sys.stderr)  # noqa: T201
+            log.info(
+                "topics_ensured",
+                created=report.created,
+                replication_factor=report.replication_factor,
+                chat_events_timestamp_type=report.chat_events_timestamp_type,
+                warnings=len(report.warnings),
+            )
             return 0
         from service.kafka.connection import check_kafka_credentials  # noqa: PLC0415
         from service.push.senders import check_credentials  # noqa: PLC0415
@@ -58,7 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _ensure_topics(settings: Settings, partitions: int, replication_factor: int) -> list[str]:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+async def _ensure_topics(
+    settings: Settings, partitions: int | None, replication_factor: int | None
+) -> EnsureReport:
     """`topics ensure`, after the same fail-fast connection check as `run`."""
     from service.kafka.connection import check_connection  # noqa: PLC0415
     from service.kafka.topics import ensure_topics  # noqa: PLC0415

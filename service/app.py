@@ -23,7 +23,7 @@ from service.clock import Clock, SystemClock
 from service.domain.decide import Policy, World
 from service.domain.directory import AgentDirectory, SiteDirectory
 from service.http.server import Probe, build_app, start_http
-from service.kafka.connection import check_connection
+from service.kafka.connection import check_connection, wait_for_group_coordinator
 from service.kafka.directory_feed import DirectoryFeed
 from service.kafka.topics import verify_topics
 from service.kafka.worker import ChatWorker
@@ -93,8 +93,9 @@ class Application:
         """Run until SIGTERM/SIGINT (or `request_stop`) or a task dies; return the exit code."""
         settings = self.settings
         await verify_topics(settings)
+        await wait_for_group_coordinator(settings)  # a new cluster's offsets topic, without aiokafka's errors
         app = build_app(
-            self.metrics,
+            self.metrics.registry,
             liveness=[Probe("tasks_running", self.alive)],
             readiness=[
                 Probe("directories_loaded", lambda: self.feed.loaded),
@@ -103,12 +104,7 @@ class Application:
             ],
         )
         runner, self.http_port = await start_http(app, settings.http_host, settings.http_port)
-        scheduler = AsyncIOScheduler()
-        scheduler.add_job(self._report_status, "interval", seconds=STATUS_INTERVAL_S, misfire_grace_time=None)
-        # With a million pending rounds, one full pass of the cyclic garbage collector blocked the
-        # loop for ~220 ms (benchmarks/deadline_timers.py); after gc.freeze() it took ~0 ms. Rounds
-        # hold no reference cycles, so reference counting still frees them once frozen.
-        scheduler.add_job(gc.freeze, "interval", seconds=GC_FREEZE_INTERVAL_S, misfire_grace_time=None)
+        scheduler = self.periodic_jobs()
         scheduler.start()
         log.info("worker_starting", settings=settings.redacted(), http_port=self.http_port)
         feed_task = asyncio.create_task(self.feed.run(), name="directory-feed")
@@ -131,6 +127,18 @@ class Application:
         finally:
             await self._shut_down(runner, scheduler)
         return exit_code
+
+    def periodic_jobs(self) -> AsyncIOScheduler:
+        """The periodic work, not started. Every job is a coroutine function: AsyncIOScheduler runs those
+        on the event loop, while a plain function would run in its thread pool and read the loop's
+        dicts (partitions, directories, fan-outs) from another thread."""
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(self._report_status, "interval", seconds=STATUS_INTERVAL_S, misfire_grace_time=None)
+        # With a million pending rounds, one full pass of the cyclic garbage collector blocked the
+        # loop for ~220 ms (benchmarks/deadline_timers.py); after gc.freeze() it took ~0 ms. Rounds
+        # hold no reference cycles, so reference counting still frees them once frozen.
+        scheduler.add_job(_freeze_gc, "interval", seconds=GC_FREEZE_INTERVAL_S, misfire_grace_time=None)
+        return scheduler
 
     async def _supervise(self) -> int:
         stop = asyncio.create_task(self._stop.wait())
@@ -160,7 +168,7 @@ class Application:
         await runner.cleanup()
         log.info("worker_stopped")
 
-    def _report_status(self) -> None:
+    async def _report_status(self) -> None:
         self.metrics.ready.set(1 if self.ready() else 0)
         log.info(
             "worker_status",
@@ -170,6 +178,10 @@ class Application:
             agents=len(self.world.agents),
             sites=len(self.world.sites),
         )
+
+
+async def _freeze_gc() -> None:
+    gc.freeze()
 
 
 def _dump_tasks() -> None:

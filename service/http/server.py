@@ -3,18 +3,19 @@
 `/healthz` says whether the process is alive and its tasks are running (a liveness probe must
 not fail just because Kafka is away — restarting would not help). `/readyz` says whether the
 worker can do its job right now: directories loaded, partitions assigned, restored and fetching,
-push credentials accepted by the providers.
+push credentials accepted by the providers. `/metrics` is prometheus-client's own aiohttp handler
+over the worker's registry: Prometheus text or OpenMetrics as the scraper's `Accept` asks, gzip when
+its `Accept-Encoding` allows, and `name[]` filters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
-
-from service.observability.metrics import Metrics
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.registry import Collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +26,8 @@ class Probe:
     check: Callable[[], bool]
 
 
-def build_app(metrics: Metrics, liveness: list[Probe], readiness: list[Probe]) -> web.Application:
-    async def metrics_handler(_: web.Request) -> web.Response:
-        body = metrics.exposition()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def probe_handler(probes: list[Probe]) -> Callable[[web.Request], object]:
+def build_app(registry: Collector, liveness: list[Probe], readiness: list[Probe]) -> web.Application:
+    def probe_handler(probes: list[Probe]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(_: web.Request) -> web.Response:
             results = {probe.name: probe.check() for probe in probes}
             ok = all(results.values())
@@ -39,9 +36,9 @@ def build_app(metrics: Metrics, liveness: list[Probe], readiness: list[Probe]) -
         return handler
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", probe_handler(liveness))  # type: ignore[arg-type]
-    app.router.add_get("/readyz", probe_handler(readiness))  # type: ignore[arg-type]
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/healthz", probe_handler(liveness))
+    app.router.add_get("/readyz", probe_handler(readiness))
     return app
 
 
@@ -51,7 +48,5 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # noqa: SLF001 -- aiohttp exposes the bound socket only here
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    addresses = runner.addresses  # (host, port, ...) of each listening socket
+    return runner, int(addresses[0][1]) if addresses else port

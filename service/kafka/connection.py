@@ -11,16 +11,27 @@ setting, never showing a file's content.
 options (TLS handshake, API versions, SASL authentication) before the worker starts anything, so
 a wrong password or an untrusted certificate stops start-up at once with the reason in one line —
 instead of aiokafka's generic "Unable to bootstrap" after its own retries.
+
+`wait_for_group_coordinator(settings)` asks for the consumer group's coordinator until the cluster
+has one. On a new cluster the first such request makes the broker create its consumer offsets topic,
+and until that is ready every lookup fails with COORDINATOR_NOT_AVAILABLE, which aiokafka's consumer
+logs at ERROR ("Group Coordinator Request failed: [Error 15]") and retries. Waiting here first,
+quietly, keeps a normal first start free of alarming lines; a lookup that still fails afterwards is
+aiokafka's to report, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Any
 
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
+    CoordinatorNotAvailableError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
@@ -30,8 +41,13 @@ from aiokafka.errors import (
 from service.errors import ConfigurationError, KafkaConnectionFailedError
 from service.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 CHECK_TIMEOUT_MS = 15_000
 """How long the start-up check waits for a broker's answers before calling it unreachable."""
+COORDINATOR_WAIT_S = 30.0
+"""How long start-up waits for a new cluster's group coordinator (its offsets topic: ~1 s here)."""
+_COORDINATOR_RETRY_S = 0.2
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -119,6 +135,31 @@ async def check_connection(settings: Settings) -> None:
     raise KafkaConnectionFailedError(
         f"cannot connect to Kafka ({settings.kafka_security_protocol}): " + "; ".join(problems)
     )
+
+
+async def wait_for_group_coordinator(settings: Settings, timeout_s: float = COORDINATOR_WAIT_S) -> None:
+    """Return once the group's coordinator is known, or after `timeout_s`, or on any other error
+    (the consumer then meets and reports it itself)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                await admin.find_coordinator(settings.group_id)
+            except CoordinatorNotAvailableError:
+                if time.monotonic() - started > timeout_s:
+                    return
+                await asyncio.sleep(_COORDINATOR_RETRY_S)
+            except KafkaError:
+                return
+            else:
+                waited = time.monotonic() - started
+                if waited > _COORDINATOR_RETRY_S:
+                    log.info("group_coordinator_ready", seconds=round(waited, 3))
+                return
+    finally:
+        await admin.close()
 
 
 def _explain(error: BaseException, settings: Settings) -> str:  # noqa: PLR0911 -- one answer per cause

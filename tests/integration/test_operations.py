@@ -1,15 +1,34 @@
-"""What SREs touch: the HTTP endpoints, the metrics, and the refusal to run on a wrong topic layout."""
+"""What SREs touch: the HTTP endpoints, the metrics, `topics ensure` and its first run on a new
+cluster, and the refusal to run on a wrong topic layout."""
 
 from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from structlog.testing import capture_logs
 
+from devtools.kafka_broker import KafkaBroker
+from devtools.kafka_io import isolated_names
+from service.app import Application
+from service.clock import SystemClock
 from service.errors import TopicLayoutError
 from service.kafka.topics import ensure_topics, verify_topics
+from service.settings import Settings
 from tests.integration.conftest import MakeStack
-from tests.integration.kafka_helpers import fresh_settings
+from tests.integration.kafka_helpers import eventually, fresh_settings
 from tests.integration.stack import Stack
 
 pytestmark = [pytest.mark.kafka]
@@ -71,6 +90,145 @@ async def test_worker_refuses_a_changelog_with_another_partition_count(make_stac
 async def test_ensure_creates_a_missing_changelog_like_the_chat_events_topic(kafka: object) -> None:
     settings = await fresh_settings(kafka.bootstrap_servers, partitions=3)  # type: ignore[attr-defined]
     renamed = settings.model_copy(update={"topic_changelog": settings.topic_changelog + "-new"})
-    created = await ensure_topics(renamed, partitions=7, replication_factor=1)
-    assert created == [renamed.topic_changelog]
+    report = await ensure_topics(renamed, partitions=7, replication_factor=1)
+    assert report.created == [renamed.topic_changelog]
     await verify_topics(renamed)
+
+
+_names = itertools.count()
+_TIMESTAMP = "message.timestamp.type"
+
+
+def _unused_settings(bootstrap: str) -> Settings:
+    """Settings naming topics and a group nobody created yet."""
+    prefix = f"ops{next(_names)}-{int(time.time() * 1000) % 10**8}"
+    values: dict[str, Any] = {"kafka_bootstrap_servers": bootstrap, **isolated_names(prefix)}
+    return Settings(**values)
+
+
+async def _topic_config(bootstrap: str, topic: str, name: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})
+        (response,) = await admin.describe_configs([resource])
+    finally:
+        await admin.close()
+    (entry,) = response.resources[0][4]
+    return str(entry[1])
+
+
+async def test_ensure_uses_the_brokers_replication_factor_and_log_append_time(kafka: KafkaBroker) -> None:
+    settings = _unused_settings(kafka.bootstrap_servers)
+    # No factor given: the one-broker cluster's default (1) is used, where the old default 3 failed.
+    report = await ensure_topics(settings, partitions=2)
+    assert report.replication_factor == 1
+    assert settings.topic_chat_events in report.created
+    assert report.chat_events_timestamp_type == "LogAppendTime"
+    assert report.warnings == []
+    timestamp_type = await _topic_config(kafka.bootstrap_servers, settings.topic_chat_events, _TIMESTAMP)
+    assert timestamp_type == "LogAppendTime"
+    again = await ensure_topics(settings)
+    assert again.created == []
+    assert again.chat_events_timestamp_type == "LogAppendTime"
+    assert again.warnings == []
+
+
+async def test_ensure_explains_a_replication_factor_the_cluster_cannot_place(kafka: KafkaBroker) -> None:
+    settings = _unused_settings(kafka.bootstrap_servers)
+    with pytest.raises(TopicLayoutError) as refused:
+        await ensure_topics(settings, partitions=2, replication_factor=3)
+    message = str(refused.value)
+    assert "INVALID_REPLICATION_FACTOR" in message
+    assert "only 1 broker(s)" in message, "the broker's own explanation is kept"
+    assert "pass --replication-factor no greater than the number of brokers" in message
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+    environment |= {
+        "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "NOTIFIER_TOPIC_CHAT_EVENTS": settings.topic_chat_events,
+        "NOTIFIER_TOPIC_CHANGELOG": settings.topic_changelog,
+        "NOTIFIER_TOPIC_AGENTS": settings.topic_agents,
+        "NOTIFIER_TOPIC_SITES": settings.topic_sites,
+        "NOTIFIER_TOPIC_MISSED": settings.topic_missed,
+        "NOTIFIER_TOPIC_CHATBOT": settings.topic_chatbot,
+        "NOTIFIER_TOPIC_PUSH_FEEDBACK": settings.topic_push_feedback,
+        "NOTIFIER_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
+    }
+    command = [sys.executable, "-m", "service", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60, check=False)
+
+
+async def test_cli_reports_an_existing_create_time_chat_events_topic(kafka: KafkaBroker) -> None:
+    settings = _unused_settings(kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:  # as another team's tooling would create it: the broker's default timestamp type
+        await admin.create_topics([NewTopic(settings.topic_chat_events, 3, 1)])
+    finally:
+        await admin.close()
+    result = await asyncio.to_thread(_cli, settings, "topics", "ensure", "--partitions", "4")
+    assert result.returncode == 0, result.stderr
+    assert '"chat_events_timestamp_type": "CreateTime"' in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("livechat-notifier: warning:")]
+    assert len(warnings) == 2, result.stderr
+    partitions, clocks = warnings
+    assert f"{settings.topic_chat_events!r} already has 3 partitions, not 4" in partitions
+    assert "message.timestamp.type=CreateTime" in clocks
+    assert "producer_clock_tolerance_seconds" in clocks
+    assert (
+        f"`kafka-configs.sh --bootstrap-server {kafka.bootstrap_servers} --alter --entity-type topics "
+        f"--entity-name {settings.topic_chat_events} --add-config message.timestamp.type=LogAppendTime`"
+    ) in clocks
+    # Reported, not altered; the changelog still follows the existing topic's partition count.
+    timestamp_type = await _topic_config(kafka.bootstrap_servers, settings.topic_chat_events, _TIMESTAMP)
+    assert timestamp_type == "CreateTime"
+    await verify_topics(settings)
+
+
+def test_cli_names_cause_and_fix_of_a_refused_topic(kafka: KafkaBroker) -> None:
+    settings = _unused_settings(kafka.bootstrap_servers)
+    result = _cli(settings, "topics", "ensure", "--replication-factor", "2")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"livechat-notifier: Kafka refused to create topic {settings.topic_chat_events!r}")
+    assert "INVALID_REPLICATION_FACTOR" in line
+    assert "Kafka error code" not in line
+
+
+@pytest.fixture
+def new_cluster(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker nobody used yet: no consumer offsets topic, as on a first run."""
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.mark.slow
+async def test_first_start_on_a_new_cluster_logs_nothing_alarming(
+    new_cluster: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As an operator's first run: `topics ensure`, then the worker (no push providers needed)."""
+    settings = _unused_settings(new_cluster.bootstrap_servers).model_copy(
+        update={"http_host": "127.0.0.1", "http_port": 0}
+    )
+    await ensure_topics(settings, partitions=2)
+    caplog.set_level(logging.INFO)
+    app = Application(settings, [], SystemClock())
+    with capture_logs() as events:
+        running = asyncio.create_task(app.run(handle_signals=False))
+        try:
+            await eventually(lambda: app.ready() or running.done(), 60, "worker ready")
+        finally:
+            app.request_stop()
+            assert await asyncio.wait_for(running, 30) == 0
+    records = caplog.records
+    alarming = [f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= logging.WARNING]
+    assert alarming == [], "library warnings on a normal first start"
+    assert [event for event in events if event["log_level"] in {"warning", "error", "critical"}] == []
+    assert any(event["event"] == "group_coordinator_ready" for event in events), "the wait was needed"
