@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     push_max_in_flight: PositiveInt = 200
     """Concurrent pushes per provider."""
     push_queue_max_bytes: Annotated[int, Field(ge=1_048_576)] = 67_108_864
-    """Estimated memory of the pushes queued per provider (64 MiB, about 50,000 pushes) from which
-    the worker stops reading chat events until the queue drains; live pushes are never dropped."""
+    """Estimated memory of the pushes queued per provider (64 MiB, about 43,000 alert pushes) from
+    which the worker stops reading chat events until the queue drains; live pushes are never dropped."""
 
     # Operations
     http_host: str = "0.0.0.0"  # noqa: S104 -- probes and scraping come from outside the pod

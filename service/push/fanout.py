@@ -92,9 +92,9 @@ and the phone: no answer came back. A connection refused before sending is also 
 QUEUED_PUSH_OVERHEAD_B = 1_200
 """Bytes a push held by the fan-out costs besides its strings' characters: the `Push` and
 `AddressedPush` objects, the data dict and each string's header, the queue entry and its heap
-tuple. Measured at about 1,000 B (docs/benchmarks.md, "Push burst"); rounded up to stay
-conservative. `push_size` adds the characters, so a queue's bytes are an upper estimate that
-costs a handful of `len()` calls per push."""
+tuple. Measured at about 800 B (`python -m benchmarks.push_queue_memory`, docs/benchmarks.md,
+"Push burst"); rounded up to stay conservative. `push_size` adds the characters, so a queue's
+bytes are an upper estimate that costs a handful of `len()` calls per push."""
 
 
 def push_size(push: Push) -> int:
