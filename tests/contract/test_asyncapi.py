@@ -143,6 +143,7 @@ def test_dead_letter_headers_are_the_workers() -> None:
 
     class Record:
         topic, partition, offset, timestamp, key, value = "livechat.chat-events", 3, 1842, T0, b"c1", b"{}"
+        timestamp_type = 1
 
     headers = {
         name: value.decode() for name, value in dead_letter_headers(Record(), Rejection(Reason.BAD_DATA, "d"))

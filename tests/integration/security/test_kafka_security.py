@@ -102,10 +102,12 @@ async def test_scram_worker_runs_end_to_end_and_no_secret_reaches_logs_or_metric
             "agent-x",
             traffic.agent_updated("agent-x", "acct-1", devices=[traffic.device("d", "hms", rejected_token)]),
         )
+        # (Keyed under another chat: a key mismatch is still unusable; a bad optional field is
+        # served since #10.)
         bad_request = traffic.handoff_requested(
-            other_chat_id, site_id, now_ms(), visitor={"email": emails[1]}, time_to_accept_seconds=0
+            other_chat_id, site_id, now_ms(), visitor={"email": emails[1]}
         )
-        await publisher.send(settings["topic_chat_events"], other_chat_id, bad_request)
+        await publisher.send(settings["topic_chat_events"], f"{other_chat_id}-elsewhere", bad_request)
 
         worker = await start_worker(settings | {"log_level": "DEBUG"})
         await worker.wait_ready()
