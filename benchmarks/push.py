@@ -44,8 +44,9 @@ from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.apns import ApnsFake
 from devtools.fakes.fcm import FcmFake
 from service.clock import SystemClock
+from service.domain.push import OutcomeKind, Provider, Push, PushKind
 from service.push.apns import ApnsSender
-from service.push.base import OutcomeKind, Provider, Push, PushKind, PushSender
+from service.push.base import PushSender
 from service.push.fcm import FcmSender
 
 TOPIC = "com.example.livechat.bench"

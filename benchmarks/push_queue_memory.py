@@ -15,9 +15,9 @@ import tracemalloc
 
 from service.clock import SystemClock
 from service.domain.effects import AddressedPush, SendPushes
+from service.domain.push import AuthHealth, Provider, Push, PushKind, PushOutcome
 from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.base import AuthHealth, Provider, Push, PushKind, PushOutcome
 from service.push.fanout import FanOut
 
 ROUNDS = 2_000

@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from service.clock import Clock, SystemClock
 from service.domain.decide import Policy, World
 from service.domain.directory import AgentDirectory, SiteDirectory
+from service.domain.reports import FanOutReport
 from service.http.server import Probe, build_app, start_http
 from service.kafka.connection import check_connection, wait_for_group_coordinator
 from service.kafka.directory_feed import DirectoryFeed
@@ -29,7 +30,7 @@ from service.kafka.topics import verify_topics
 from service.kafka.worker import ChatWorker
 from service.observability.metrics import Metrics
 from service.push.base import PushSender
-from service.push.fanout import FanOut, FanOutReport
+from service.push.fanout import FanOut
 from service.push.senders import build_senders
 from service.settings import Settings
 

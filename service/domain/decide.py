@@ -47,8 +47,8 @@ from service.domain.effects import (
 )
 from service.domain.events import AgentJoined, ChatEvent, HandoffRequested, SiteSnapshot, TokenRejection
 from service.domain.messages import alert_body, alert_title, missed_message_text
+from service.domain.push import Provider, Push, PushKind
 from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound
-from service.push.base import Provider, Push, PushKind
 
 
 @dataclass(frozen=True, slots=True)

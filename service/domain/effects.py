@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from service.domain.push import Provider, Push
 from service.domain.rounds import ChatState, DeviceRef, Outcome
-from service.push.base import Provider, Push
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +156,7 @@ class Ignored:
     """The input changed nothing; `why` names the rule (e.g. duplicate_request)."""
 
     chat_id: str
-    why: str
+    why: IgnoredWhy
 
 
 Effect = (

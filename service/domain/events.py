@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.push.base import ApnsEnvironment, Provider
+from service.domain.push import ApnsEnvironment, Provider
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from service.domain.effects import (
     SendPushes,
 )
 from service.domain.events import ChatEvent
-from service.push.fanout import DeviceRejected, FanOutFinished, FanOutReport
+from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
 from service.settings import Settings
 from service.state.changelog import encode_state
 from service.state.store import PartitionStore
@@ -108,7 +108,7 @@ class StepResult:
     rejected: list[tuple[str, Reason]] = field(default_factory=list)
     repaired: list[tuple[str, Repair]] = field(default_factory=list)
     """(event type, repair) of each field repaired in a consumed event."""
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[IgnoredWhy] = field(default_factory=list)
     started: int = 0
     next_offset: int | None = None
     """Offset to commit for the input partition (last consumed + 1), if records were consumed."""

@@ -31,11 +31,12 @@ from service.clock import Clock
 from service.domain.deadlines import PartitionProgress, fire_horizon_ms
 from service.domain.decide import World
 from service.domain.effects import MissedWhen
+from service.domain.reports import DeviceRejected, FanOutReport
 from service.kafka.connection import client_options
 from service.kafka.ownership import OwnedPartition, Ownership
 from service.kafka.step import LOG_APPEND_TIME, ConsumedRecord, OutRecord, PartitionStep, StepResult
 from service.observability.metrics import Metrics
-from service.push.fanout import DeviceRejected, FanOut, FanOutReport
+from service.push.fanout import FanOut
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)

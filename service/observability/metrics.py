@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from service.domain.effects import IgnoredWhy, MissedWhen, NoteWhy
+from service.domain.push import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, PushKind, SkipReason
 from service.domain.rounds import Outcome
-from service.push.base import (
-    ApnsEnvironment,
-    AuthHealth,
-    OutcomeKind,
-    Provider,
-    PushKind,
-    PushSender,
-    SkipReason,
-)
 from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, REPAIRABLE, SITE_UPDATED
 from service.wire.rejection import Reason
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
+
+
+class AuthSource(Protocol):
+    """What the credential-health collector reads of a push sender (any `PushSender` is one)."""
+
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def auth(self) -> AuthHealth: ...
 
 
 class Metrics:
@@ -202,7 +205,7 @@ class Metrics:
         for environment in ApnsEnvironment:
             self.apns_environment_mismatches.labels(environment.value)
 
-    def watch_provider_auth(self, senders: Iterable[PushSender]) -> None:
+    def watch_provider_auth(self, senders: Iterable[AuthSource]) -> None:
         """Export these senders' credential health (read from them at each scrape)."""
         self._provider_auth.senders = list(senders)
 
@@ -233,7 +236,7 @@ class _ProviderAuthCollector(Collector):
     """
 
     def __init__(self) -> None:
-        self.senders: list[PushSender] = []
+        self.senders: list[AuthSource] = []
 
     def collect(self) -> Iterator[Metric]:
         health = {provider: AuthHealth() for provider in Provider}

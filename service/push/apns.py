@@ -33,10 +33,18 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.exceptions import ProtocolError
 
 from service.clock import Clock, SystemClock
+from service.domain.push import (
+    ApnsEnvironment,
+    AuthHealth,
+    OutcomeKind,
+    Provider,
+    Push,
+    PushKind,
+    PushOutcome,
+)
 from service.errors import PushConfigurationError
 from service.push.apns_protocol import ExpiringRequest, protocol_for
 from service.push.apns_token import ProviderToken
-from service.push.base import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.limits import PayloadTooLargeError, collapse_id_for, ensure_fits, fit_texts
 
 log = structlog.get_logger(__name__)

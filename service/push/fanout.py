@@ -35,37 +35,12 @@ import structlog
 from service.clock import Clock
 from service.domain.effects import AddressedPush, SendPushes
 from service.domain.events import TokenRejection
-from service.domain.rounds import DeviceRef
+from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome, SkipReason
+from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
 from service.observability.metrics import Metrics
-from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome, PushSender, SkipReason
+from service.push.base import PushSender
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FanOutFinished:
-    partition: int
-    chat_id: str
-    request_id: str
-    delivered: tuple[DeviceRef, ...]
-    unsure: tuple[DeviceRef, ...] = ()
-    """Devices whose outcome is unknown: a request may have reached the phone (timed out, or the
-    connection dropped), then retries ran out, the push expired or the round closed. Never also
-    in `delivered`."""
-    covered: tuple[DeviceRef, ...] | None = None
-    """Every device this fan-out pushed (None: every target of the round). A round's later
-    fan-out (an agent became eligible) covers only its own devices."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRejected:
-    partition: int
-    rejection: TokenRejection
-    token: str
-    """Kept in memory only, to mark the exact token dead; never logged or emitted."""
-
-
-FanOutReport = FanOutFinished | DeviceRejected
 
 
 @dataclass(frozen=True, slots=True)

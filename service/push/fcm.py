@@ -33,8 +33,8 @@ import structlog
 from firebase_admin import credentials, messaging
 
 from service.clock import Clock
+from service.domain.push import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
-from service.push.base import AuthHealth, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
 from service.push.fcm_token import AccessToken
 from service.push.limits import PayloadTooLargeError, collapse_id_for, ensure_fits, fit_texts

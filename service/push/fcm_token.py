@@ -29,7 +29,7 @@ from google.auth._helpers import REFRESH_THRESHOLD
 from google.auth.credentials import TokenState
 from google.auth.transport.requests import Request as GoogleAuthRequest
 
-from service.push.base import AuthHealth, OutcomeKind, PushOutcome
+from service.domain.push import AuthHealth, OutcomeKind, PushOutcome
 
 log = structlog.get_logger(__name__)
 

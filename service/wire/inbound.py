@@ -30,7 +30,7 @@ from service.domain.events import (
     HandoffRequested,
     SiteSnapshot,
 )
-from service.push.base import ApnsEnvironment, Provider
+from service.domain.push import ApnsEnvironment, Provider
 from service.wire.rejection import Reason, Rejection
 from service.wire.repair import Decoded, Repair, RepairAction, RepairedField, truncated
 

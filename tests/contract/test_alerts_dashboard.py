@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+from service.domain.push import OutcomeKind, Provider
 from service.domain.rounds import Outcome
 from service.observability.metrics import Metrics
-from service.push.base import OutcomeKind, Provider
 from tests.contract.chart import ALL_FEATURES, CHART, REPO, only, render
 from tests.contract.promql import inspect, without_grafana_variables
 

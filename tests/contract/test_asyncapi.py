@@ -24,9 +24,9 @@ from service.domain.decide import Policy, World, on_chat_event, on_timer, on_tok
 from service.domain.directory import AgentDirectory, SiteDirectory
 from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected, PutState
 from service.domain.events import AgentSnapshot, HandoffRequested, SiteSnapshot, TokenRejection
+from service.domain.push import Provider
 from service.domain.rounds import PendingRound
 from service.kafka.step import dead_letter_headers
-from service.push.base import Provider
 from service.settings import Settings
 from service.wire import inbound, outbound
 from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site

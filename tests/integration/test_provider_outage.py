@@ -22,7 +22,8 @@ from devtools import traffic
 from devtools.fakes.apns import ApnsFault
 from devtools.fakes.fcm import FcmFault, TokenFault
 from service.app import Application
-from service.push.base import Provider, PushSender
+from service.domain.push import Provider
+from service.push.base import PushSender
 from tests.integration.kafka_helpers import eventually
 from tests.integration.stack import Stack, now_ms
 

@@ -23,7 +23,7 @@ import pytest
 
 from devtools import traffic
 from service.app import Application
-from service.push.base import Provider, SkipReason
+from service.domain.push import Provider, SkipReason
 from tests.integration.kafka_helpers import eventually
 from tests.integration.stack import Stack, now_ms
 

@@ -12,7 +12,7 @@ from service.domain.events import (
     HandoffRequested,
     SiteSnapshot,
 )
-from service.push.base import ApnsEnvironment, Provider
+from service.domain.push import ApnsEnvironment, Provider
 
 T0 = 1_800_000_000_000
 """A fixed 'now' (epoch ms) so tests never depend on the wall clock."""

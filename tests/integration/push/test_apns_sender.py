@@ -14,10 +14,10 @@ from aioapns import PushType
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.apns import ApnsFake, ApnsFault
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import apns
 from service.push.apns import ApnsNotification, ApnsSender
-from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.limits import ELLIPSIS, collapse_id_for
 
 TOPIC = "com.example.livechat.agent"

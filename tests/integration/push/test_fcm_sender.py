@@ -15,9 +15,9 @@ from firebase_admin import messaging
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.fcm import MAX_PAYLOAD_BYTES, FcmFake, FcmFault, TokenFault, payload_size
+from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import fcm
-from service.push.base import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import FCM_ENDPOINT, FcmSender
 from service.push.limits import ELLIPSIS, collapse_id_for
 from tests.integration.kafka_helpers import eventually

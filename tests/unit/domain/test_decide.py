@@ -18,6 +18,7 @@ from service.domain.effects import (
     EmitTokenRejected,
     ForgetChat,
     Ignored,
+    IgnoredWhy,
     Noted,
     NoteWhy,
     PutState,
@@ -26,8 +27,8 @@ from service.domain.effects import (
     SendPushes,
 )
 from service.domain.events import TokenRejection
+from service.domain.push import ApnsEnvironment, Provider, PushKind
 from service.domain.rounds import ClosedRound, DeviceRef, Outcome, PendingRound
-from service.push.base import ApnsEnvironment, Provider, PushKind
 from tests.unit.factories import T0, agent, device, ended, joined, request, world
 
 E = TypeVar("E")
@@ -113,16 +114,16 @@ def test_a_request_for_an_unknown_site_starts_a_round_that_pushes_nobody_and_is_
 def test_second_request_while_pending_changes_nothing() -> None:
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
-    assert on_chat_event(pending, request(), T0, w) == [Ignored("chat-1", "duplicate_request")]
+    assert on_chat_event(pending, request(), T0, w) == [Ignored("chat-1", IgnoredWhy.DUPLICATE_REQUEST)]
     assert on_chat_event(pending, request(event_id="other"), T0, w) == [
-        Ignored("chat-1", "round_already_pending")
+        Ignored("chat-1", IgnoredWhy.ROUND_ALREADY_PENDING)
     ]
 
 
 def test_redelivered_request_after_close_is_ignored_but_a_new_request_starts_a_new_round() -> None:
     w = world(agent())
     closed = ClosedRound("req-chat-1", "chat-1", Outcome.ACCEPTED, T0, T0 + 3_600_000)
-    assert on_chat_event(closed, request(), T0, w) == [Ignored("chat-1", "duplicate_request")]
+    assert on_chat_event(closed, request(), T0, w) == [Ignored("chat-1", IgnoredWhy.DUPLICATE_REQUEST)]
     new = started_round(on_chat_event(closed, request(event_id="req-2"), T0, w))
     assert new.request_id == "req-2"
 
@@ -182,7 +183,7 @@ def test_timer_before_deadline_or_on_closed_round_does_nothing_until_memory_expi
 def test_join_after_missed_produces_nothing_but_is_remembered() -> None:
     closed = ClosedRound("req-chat-1", "chat-1", Outcome.MISSED, T0, T0 + 10)
     effects = on_chat_event(closed, joined(at_ms=T0), T0, world(agent()))
-    assert only(effects, Ignored) == [Ignored("chat-1", "no_pending_round")]
+    assert only(effects, Ignored) == [Ignored("chat-1", IgnoredWhy.NO_PENDING_ROUND)]
     assert not only(effects, EmitMissed) and not only(effects, EmitChatbotMessage)
     assert not only(effects, SendPushes)
     (put,) = only(effects, PutState)
@@ -259,4 +260,4 @@ def test_request_for_an_unknown_site_while_a_round_is_pending_changes_nothing() 
     w = world(agent())
     pending = started_round(on_chat_event(None, request(), T0, w))
     effects = on_chat_event(pending, request(event_id="other", site_id="nope"), T0, w)
-    assert effects == [Ignored("chat-1", "round_already_pending")]
+    assert effects == [Ignored("chat-1", IgnoredWhy.ROUND_ALREADY_PENDING)]

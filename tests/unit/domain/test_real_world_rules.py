@@ -26,8 +26,8 @@ from service.domain.effects import (
     RoundClosed,
     SendPushes,
 )
+from service.domain.push import PushKind
 from service.domain.rounds import ClosedRound, DeviceRef, Outcome, PendingRound
-from service.push.base import PushKind
 from tests.unit.factories import T0, agent, device, ended, joined, request, site, world
 
 E = TypeVar("E")

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 
 from devtools import traffic
+from service.domain.reports import FanOutFinished
 from service.domain.rounds import DeviceRef
 from service.kafka.ownership import OwnedPartition
 from service.kafka.step import PartitionStep
-from service.push.fanout import FanOutFinished
 from service.settings import Settings
 from service.state.changelog import decode_state
 from service.state.store import PartitionStore

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aioapns import PushType
 
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.apns import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
@@ -20,7 +21,6 @@ from service.push.apns import (
     settle_environment,
 )
 from service.push.apns_protocol import ExpiringRequest
-from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.limits import (
     ELLIPSIS,
     MAX_COLLAPSE_ID_BYTES,

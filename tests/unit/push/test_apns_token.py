@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devtools.credentials import generate_credentials
+from service.domain.push import ApnsEnvironment
 from service.push.apns import ApnsSender
 from service.push.apns_token import APPLE_MAX_AGE_S, APPLE_MIN_REFRESH_S, REFRESH_AFTER_S, ProviderToken
-from service.push.base import ApnsEnvironment
 
 MINUTE = 60
 START_MS = 1_800_000_000_000

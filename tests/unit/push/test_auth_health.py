@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from service.domain.push import AUTH_FAILURES_BEFORE_UNHEALTHY, AuthHealth, Provider, Push, PushOutcome
 from service.observability.metrics import Metrics
-from service.push.base import AUTH_FAILURES_BEFORE_UNHEALTHY, AuthHealth, Provider, Push, PushOutcome
 
 
 class SenderWithHealth:

@@ -11,9 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.domain.effects import AddressedPush, SendPushes
-from service.domain.rounds import DeviceRef
-from service.observability.metrics import Metrics
-from service.push.base import (
+from service.domain.push import (
     ApnsEnvironment,
     AuthHealth,
     OutcomeKind,
@@ -23,14 +21,10 @@ from service.push.base import (
     PushOutcome,
     SkipReason,
 )
-from service.push.fanout import (
-    QUEUED_PUSH_OVERHEAD_B,
-    DeviceRejected,
-    FanOut,
-    FanOutFinished,
-    FanOutReport,
-    RetryPolicy,
-)
+from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
+from service.domain.rounds import DeviceRef
+from service.observability.metrics import Metrics
+from service.push.fanout import QUEUED_PUSH_OVERHEAD_B, FanOut, RetryPolicy
 
 NOW = 1_800_000_000_000
 ALERT = PushKind.HANDOFF_REQUESTED

@@ -13,7 +13,7 @@ from firebase_admin import messaging
 from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
 from devtools.fakes.fcm import payload_size as fake_payload_size
-from service.push.base import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push.fcm import (
     MAX_TTL_S,
     body_bytes,

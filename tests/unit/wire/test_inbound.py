@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.domain.events import AgentJoined, AgentSnapshot, ChatEnded, HandoffRequested, SiteSnapshot
-from service.push.base import ApnsEnvironment, Provider
+from service.domain.push import ApnsEnvironment, Provider
 from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site
 from service.wire.rejection import Reason, Rejection
 from service.wire.repair import Decoded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected
-from service.push.base import Provider
+from service.domain.push import Provider
 from service.wire.outbound import encode_chatbot_message, encode_missed, encode_token_rejected, rfc3339
 
 
