@@ -32,7 +32,7 @@ class Backoff:
         """Seconds to wait after the `attempt`-th failure (1-based): `base_s * 2**(attempt-1)`
         capped at `cap_s`, jittered, and never less than `at_least_s` (a server's Retry-After)."""
         exponent = min(max(attempt, 1) - 1, 62)  # bounded: 2**62 s is past any cap anyway
-        ceiling = min(self.cap_s, self.base_s * 2**exponent)
+        ceiling: float = min(self.cap_s, self.base_s * 2.0**exponent)
         match self.jitter:
             case Jitter.NONE:
                 delay = ceiling
