@@ -196,7 +196,7 @@ def parse_endpoint(url: str) -> tuple[str, int]:
 
 
 async def _ignore_error(_request: NotificationRequest, _result: NotificationResult) -> None:
-    """Replaces aioapns' error log line per failed push; `ApnsSender` logs outcomes itself."""
+    """Replaces aioapns' error log line per failed push: the fan-out logs outcomes (push_outcomes.py)."""
 
 
 class ApnsSender:
@@ -281,11 +281,6 @@ class ApnsSender:
         return self._auth
 
     async def send(self, push: Push) -> PushOutcome:
-        outcome = await self._send(push)
-        _log_outcome(push, outcome)
-        return outcome
-
-    async def _send(self, push: Push) -> PushOutcome:
         try:
             notification = build_notification(push)
         except PayloadTooLargeError:
@@ -342,17 +337,3 @@ class ApnsSender:
         for client in self._clients.values():
             client.pool.close()
 
-
-def _log_outcome(push: Push, outcome: PushOutcome) -> None:
-    fields = {
-        "provider": Provider.APNS.value,
-        "environment": (outcome.actual_environment or push.apns_environment).value,
-        "kind": push.kind.value,
-        "collapse_id": push.collapse_id,
-    }
-    if outcome.kind is OutcomeKind.DELIVERED:
-        log.debug("push_delivered", **fields)
-    elif outcome.kind is OutcomeKind.REQUEST_BUG:
-        log.warning("push_failed", outcome=outcome.kind.value, reason=outcome.reason, **fields)
-    else:
-        log.info("push_failed", outcome=outcome.kind.value, reason=outcome.reason, **fields)

@@ -268,11 +268,6 @@ class FcmSender:
         return self._token.health
 
     async def send(self, push: Push) -> PushOutcome:
-        outcome = await self._send(push)
-        _log_outcome(push, outcome)
-        return outcome
-
-    async def _send(self, push: Push) -> PushOutcome:
         try:
             body = body_bytes(build_message(push, self._clock.now_ms()))
             timeout = self._timeout if self._token.is_fresh() else await self._wait_for_token()
@@ -353,12 +348,3 @@ class FcmSender:
         if self._http is not None:
             await self._http.close()
 
-
-def _log_outcome(push: Push, outcome: PushOutcome) -> None:
-    fields = {"provider": Provider.FCM.value, "kind": push.kind.value, "collapse_id": push.collapse_id}
-    if outcome.kind is OutcomeKind.DELIVERED:
-        log.debug("push_delivered", **fields)
-    elif outcome.kind is OutcomeKind.REQUEST_BUG:
-        log.warning("push_failed", outcome=outcome.kind.value, reason=outcome.reason, **fields)
-    else:
-        log.info("push_failed", outcome=outcome.kind.value, reason=outcome.reason, **fields)

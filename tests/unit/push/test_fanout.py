@@ -24,7 +24,8 @@ from service.domain.push import (
 from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
 from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.fanout import QUEUED_PUSH_OVERHEAD_B, FanOut, RetryPolicy
+from service.push.fanout import FanOut, RetryPolicy
+from service.push.push_queue import QUEUED_PUSH_OVERHEAD_B
 
 NOW = 1_800_000_000_000
 ALERT = PushKind.HANDOFF_REQUESTED
@@ -182,11 +183,11 @@ async def test_provider_without_sender_is_skipped() -> None:
 @pytest.mark.parametrize("attempt", [1, 2, 5, 10])
 def test_backoff_is_capped_jittered_and_honours_retry_after(attempt: int) -> None:
     policy = RetryPolicy(base_s=0.5, cap_s=4.0)
-    rng = random.Random(attempt)
-    delays = [policy.delay(attempt, None, rng) for _ in range(200)]
+    backoff = policy.backoff(random.Random(attempt))
+    delays = [backoff.delay(attempt) for _ in range(200)]
     assert all(0 <= d <= min(4.0, 0.5 * 2 ** (attempt - 1)) for d in delays)
     assert len(set(delays)) > 100, "jittered"
-    assert policy.delay(attempt, 7.0, rng) >= 7.0
+    assert backoff.delay(attempt, 7.0) >= 7.0
 
 
 class BlockingSender(ScriptedSender):
