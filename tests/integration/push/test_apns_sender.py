@@ -17,7 +17,8 @@ from devtools.fakes.apns import ApnsFake, ApnsFault
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import apns
-from service.push.apns import ApnsNotification, ApnsSender
+from service.push.apns import ApnsSender
+from service.push.apns_payload import ApnsNotification
 from service.push.limits import ELLIPSIS, collapse_id_for
 
 TOPIC = "com.example.livechat.agent"

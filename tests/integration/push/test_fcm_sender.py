@@ -19,6 +19,7 @@ from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutco
 from service.errors import PushConfigurationError
 from service.push import fcm
 from service.push.fcm import FCM_ENDPOINT, FcmSender
+from service.push.fcm_payload import encode_body
 from service.push.limits import ELLIPSIS, collapse_id_for
 from tests.integration.kafka_helpers import eventually
 
@@ -131,7 +132,7 @@ async def test_the_fake_refuses_a_message_over_4096_bytes_as_fcm_does(
     sender: FcmSender, fcm_fake: FcmFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What the sender posted before it kept to FCM's limit: firebase-admin's encoding, uncut.
-    monkeypatch.setattr(fcm, "body_bytes", lambda message: msgspec.json.encode(fcm.encode_body(message)))
+    monkeypatch.setattr(fcm, "body_bytes", lambda message: msgspec.json.encode(encode_body(message)))
 
     outcome = await sender.send(fcm_push(body="😀" * 1000))
 

@@ -10,7 +10,7 @@ import pytest
 from aioapns import PushType
 
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
-from service.push.apns import (
+from service.push.apns_payload import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
     ApnsNotification,

@@ -14,7 +14,7 @@ from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
 from devtools.fakes.fcm import payload_size as fake_payload_size
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
-from service.push.fcm import (
+from service.push.fcm_payload import (
     MAX_TTL_S,
     body_bytes,
     build_message,

@@ -1,0 +1,161 @@
+"""The pure half of the APNs adapter: a `Push` to APNs headers and payload, Apple's answer to a
+`PushOutcome`, and which environment a token belongs to. No I/O; tested with plain values
+(tests/unit/push/test_apns_mapping.py). The sender shell is apns.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Final, assert_never
+from urllib.parse import urlsplit
+
+import msgspec
+from aioapns import PushType
+
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.limits import collapse_id_for, ensure_fits, fit_texts
+
+APPLE_PRODUCTION_URL: Final = "https://api.push.apple.com:443"
+APPLE_SANDBOX_URL: Final = "https://api.sandbox.push.apple.com:443"
+PRIORITY_IMMEDIATE: Final = 10
+PRIORITY_POWER_SAVING: Final = 5
+BAD_DEVICE_TOKEN: Final = "BadDeviceToken"  # noqa: S105 -- an APNs reason, not a credential
+_TOKEN_DEAD_400: Final = frozenset({BAD_DEVICE_TOKEN, "DeviceTokenNotForTopic"})
+_json: Final = msgspec.json.Encoder()
+_JSON_CONTAINERS: Final = (dict, list, tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsNotification:
+    """What goes on the wire for one push, minus the device token and credentials."""
+
+    payload: dict[str, Any]
+    push_type: PushType
+    priority: int
+    collapse_id: str
+    expiration_s: int
+    """`apns-expiration`: absolute UTC epoch seconds."""
+
+
+def build_notification(push: Push) -> ApnsNotification:
+    """The APNs notification for `push`; ValueError if the push cannot be expressed.
+
+    The collapse id is derived from the chat id so that it fits Apple's 64 bytes, and the alert's
+    title and body are cut (`fit_texts`) so that the payload, as aioapns serializes it, fits
+    Apple's 4096 bytes (`limits.py`); `PayloadTooLargeError` if it cannot.
+    """
+    if push.provider is not Provider.APNS:
+        raise ValueError(f"not an APNs push: {push.provider}")
+    if "aps" in push.data:
+        raise ValueError("data must not use the key 'aps', which APNs reserves")
+    expiration_s = push.expires_at_ms // 1000
+    collapse_id = collapse_id_for(push.collapse_id)
+    match push.kind:
+        case PushKind.HANDOFF_REQUESTED:
+            return _alert(push, collapse_id, expiration_s)
+        case PushKind.HANDOFF_CLOSED:
+            # A background push: no alert; the app wakes (as iOS allows) and clears the request.
+            background: dict[str, Any] = {"aps": {"content-available": 1}, **push.data}
+            ensure_fits(payload_size(background))
+            return ApnsNotification(
+                background, PushType.BACKGROUND, PRIORITY_POWER_SAVING, collapse_id, expiration_s
+            )
+        case _:
+            assert_never(push.kind)
+
+
+def _alert(push: Push, collapse_id: str, expiration_s: int) -> ApnsNotification:
+    """An immediate alert with the push's title and body, cut to fit Apple's payload limit."""
+    if push.title is None and push.body is None:
+        raise ValueError("a handoff request needs a title or a body")
+
+    def alert_payload(title: str | None, body: str | None) -> dict[str, Any]:
+        alert = {key: value for key, value in (("title", title), ("body", body)) if value is not None}
+        return {"aps": {"alert": alert, "sound": "default"}, **push.data}
+
+    title, body = fit_texts(push.title, push.body, lambda t, b: payload_size(alert_payload(t, b)))
+    return ApnsNotification(
+        alert_payload(title, body), PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s
+    )
+
+
+def payload_size(payload: dict[str, Any]) -> int:
+    """The payload's size in bytes as aioapns 4.0 sends it: `json.dumps(payload, ensure_ascii=False)`.
+
+    Computed as msgspec's compact encoding (the same escapes) plus the space `json.dumps` puts after
+    every `:` and `,`, because that is several times cheaper per push than `json.dumps` itself
+    (figure: docs/benchmarks.md, "Figures behind the push code").
+    """
+    return len(_json.encode(payload)) + _separator_spaces(payload)
+
+
+def _separator_spaces(value: dict[str, Any] | list[Any] | tuple[Any, ...]) -> int:
+    """How many `": "` and `", "` separators `json.dumps` writes for `value` (one space each)."""
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        spaces, items = (2 * len(value) - 1 if value else 0), value.values()
+    else:
+        spaces, items = (len(value) - 1 if value else 0), value
+    for item in items:
+        if isinstance(item, _JSON_CONTAINERS):
+            spaces += _separator_spaces(item)
+    return spaces
+
+
+def classify_response(status: int, reason: str | None) -> PushOutcome:
+    """Map Apple's status and reason onto an outcome; `reason` is Apple's reason string."""
+    if status == 200:
+        return PushOutcome(OutcomeKind.DELIVERED)
+    reason = reason or f"HTTP_{status}"
+    if status == 410 or (status == 400 and reason in _TOKEN_DEAD_400):
+        return PushOutcome(OutcomeKind.TOKEN_DEAD, reason)
+    if status == 429 or status >= 500:
+        return PushOutcome(OutcomeKind.RETRY_LATER, reason)
+    return PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+
+
+def other_environment(environment: ApnsEnvironment) -> ApnsEnvironment:
+    if environment is ApnsEnvironment.PRODUCTION:
+        return ApnsEnvironment.SANDBOX
+    return ApnsEnvironment.PRODUCTION
+
+
+def is_bad_device_token(outcome: PushOutcome) -> bool:
+    return outcome.kind is OutcomeKind.TOKEN_DEAD and outcome.reason == BAD_DEVICE_TOKEN
+
+
+def settle_environment(
+    named: ApnsEnvironment, tried: ApnsEnvironment, first: PushOutcome, retried: PushOutcome | None
+) -> PushOutcome:
+    """The outcome of a push sent to `tried` (answer `first`) and, after a `BadDeviceToken`, to the
+    other environment (answer `retried`). `named` is the environment the device's snapshot names.
+
+    Apple answers `BadDeviceToken` both for a malformed or unknown token and for a token of the
+    other environment. So: the other environment delivers it or says 410 → the token belongs
+    there (`actual_environment` set, the answer is that environment's); it says `BadDeviceToken`
+    too → a dead token; it gives no verdict (timeout, 5xx, a request bug) → that answer's kind,
+    with a reason naming both answers, and the device is not dropped on a guess.
+    """
+    answered_by, outcome = tried, first
+    if retried is not None:
+        answered_by = other_environment(tried)
+        if is_bad_device_token(retried):
+            return PushOutcome(OutcomeKind.TOKEN_DEAD, BAD_DEVICE_TOKEN)
+        if retried.kind not in {OutcomeKind.DELIVERED, OutcomeKind.TOKEN_DEAD}:
+            return replace(retried, reason=f"{BAD_DEVICE_TOKEN};{answered_by.value}:{retried.reason}")
+        outcome = retried
+    verdict = outcome.kind is OutcomeKind.DELIVERED or (
+        outcome.kind is OutcomeKind.TOKEN_DEAD and not is_bad_device_token(outcome)
+    )
+    if verdict and answered_by is not named:
+        return replace(outcome, actual_environment=answered_by)
+    return outcome
+
+
+def parse_endpoint(url: str) -> tuple[str, int]:
+    """(host, port) of an `https://host[:port]` endpoint; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.path not in {"", "/"}:
+        raise ValueError(f"APNs endpoint must look like {APPLE_PRODUCTION_URL}: {url!r}")
+    return parts.hostname, parts.port or 443
