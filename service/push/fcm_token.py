@@ -6,9 +6,10 @@ in a worker thread, once for all the sends waiting on it, and refreshes a token 
 the background while sends go on with the current one. The first token is fetched as soon as the
 sender exists, so broken credentials show before the first push.
 
-When a fetch fails it is retried in the background with capped, jittered exponential backoff until
-one succeeds; meanwhile sends that need a token fail at once with the failure's outcome instead of
-each starting a fetch of its own (a thundering herd of threads against a failing endpoint). Each
+When a fetch fails it is retried in the background with capped exponential backoff with equal
+jitter (service/backoff.py) until one succeeds; meanwhile sends that need a token fail at once with
+the failure's outcome instead of each starting a fetch of its own (a thundering herd of threads
+against a failing endpoint). Each
 HTTP request to the token endpoint is bounded by the push timeout rather than google-auth's 120 s.
 `health` counts the failures: `/readyz` and `notifier_provider_auth_*` read it.
 """
@@ -29,6 +30,7 @@ from google.auth._helpers import REFRESH_THRESHOLD
 from google.auth.credentials import TokenState
 from google.auth.transport.requests import Request as GoogleAuthRequest
 
+from service.backoff import Backoff, Jitter
 from service.domain.push import AuthHealth, OutcomeKind, PushOutcome
 
 log = structlog.get_logger(__name__)
@@ -79,8 +81,8 @@ class AccessToken:
         self._request = _TimedRequest(timeout_s)
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
-        self._retry_base_s = retry_base_s
-        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
+        rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
+        self._backoff = Backoff(retry_base_s, RETRY_CAP_S, Jitter.EQUAL, rng)
         self._failure: PushOutcome | None = None
         self._expiry_seen: object = object()
         self._fresh_until_s = -math.inf
@@ -148,8 +150,7 @@ class AccessToken:
         while True:
             failures = self.health.consecutive_failures
             if failures:
-                step = min(RETRY_CAP_S, self._retry_base_s * 2 ** (failures - 1))
-                await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
+                await asyncio.sleep(self._backoff.delay(failures))
             async with self._lock:
                 if self._credential.token_state is TokenState.FRESH:  # e.g. a fetch a send gave up on
                     self._succeeded()
