@@ -26,7 +26,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.domain.rounds import DeviceRef, PendingRound
-from service.kafka.step import MAX_TIMERS_PER_STEP
+from service.partition.step import MAX_TIMERS_PER_STEP
 from service.state.store import PartitionStore
 
 T0 = 1_800_000_000_000

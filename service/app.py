@@ -9,7 +9,6 @@ loaded (a push decided from a half-loaded directory would skip agents).
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from collections.abc import Callable
 from contextlib import suppress
@@ -20,15 +19,18 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.clock import Clock, SystemClock
-from service.domain.decide import Policy, World
+from service.config_builders import decode_limits, policy
+from service.domain.decide import World
 from service.domain.directory import AgentDirectory, SiteDirectory
 from service.domain.reports import FanOutReport
+from service.gc_policy import FREEZE_INTERVAL_S, freeze_job
 from service.http.server import Probe, build_app, start_http
 from service.kafka.connection import check_connection, wait_for_group_coordinator
 from service.kafka.directory_feed import DirectoryFeed
 from service.kafka.topics import verify_topics
 from service.kafka.worker import ChatWorker
 from service.observability.metrics import Metrics
+from service.partition.step import PartitionStep
 from service.push.base import PushSender
 from service.push.fanout import FanOut
 from service.push.senders import build_senders
@@ -37,17 +39,6 @@ from service.settings import Settings
 log = structlog.get_logger(__name__)
 
 STATUS_INTERVAL_S = 15
-GC_FREEZE_INTERVAL_S = 30
-
-
-def policy(settings: Settings) -> Policy:
-    return Policy(
-        default_time_to_accept_s=settings.default_time_to_accept_seconds,
-        dedup_window_ms=settings.dedup_window_seconds * 1000,
-        closing_updates=settings.closing_updates,
-        closing_update_ttl_ms=settings.closing_update_ttl_seconds * 1000,
-        chatbot_max_delay_ms=settings.chatbot_max_delay_seconds * 1000,
-    )
 
 
 class Application:
@@ -60,7 +51,7 @@ class Application:
         self.world = World(SiteDirectory(), AgentDirectory(), policy(settings))
         self.senders = senders
         self.metrics.watch_provider_auth(senders)
-        limits = settings.decode_limits()
+        limits = decode_limits(settings)
         by_provider = {sender.provider: sender for sender in senders}
 
         def fan_out(report: Callable[[FanOutReport], None]) -> FanOut:
@@ -73,7 +64,8 @@ class Application:
                 max_queue_bytes=settings.push_queue_max_bytes,
             )
 
-        self.worker = ChatWorker(settings, self.world, self.metrics, clock, fan_out)
+        step = PartitionStep(settings, self.world, limits)
+        self.worker = ChatWorker(settings, self.world, self.metrics, clock, fan_out, step)
         self.feed = DirectoryFeed(
             settings, self.world.agents, self.world.sites, self.metrics, limits, self.worker.sites_changed
         )
@@ -135,10 +127,7 @@ class Application:
         dicts (partitions, directories, fan-outs) from another thread."""
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._report_status, "interval", seconds=STATUS_INTERVAL_S, misfire_grace_time=None)
-        # With a million pending rounds, one full pass of the cyclic garbage collector blocked the
-        # loop for ~220 ms (benchmarks/deadline_timers.py); after gc.freeze() it took ~0 ms. Rounds
-        # hold no reference cycles, so reference counting still frees them once frozen.
-        scheduler.add_job(_freeze_gc, "interval", seconds=GC_FREEZE_INTERVAL_S, misfire_grace_time=None)
+        scheduler.add_job(freeze_job, "interval", seconds=FREEZE_INTERVAL_S, misfire_grace_time=None)
         return scheduler
 
     async def _supervise(self) -> int:
@@ -179,10 +168,6 @@ class Application:
             agents=len(self.world.agents),
             sites=len(self.world.sites),
         )
-
-
-async def _freeze_gc() -> None:
-    gc.freeze()
 
 
 def _dump_tasks() -> None:

@@ -21,7 +21,6 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigurationError
-from service.wire.inbound import DecodeLimits
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -163,14 +162,6 @@ class Settings(BaseSettings):
     @property
     def transactional_prefix(self) -> str:
         return self.transactional_id_prefix or self.group_id
-
-    def decode_limits(self) -> DecodeLimits:
-        return DecodeLimits(
-            max_value_bytes=self.max_value_bytes,
-            max_time_to_accept_s=self.max_time_to_accept_seconds,
-            clock_skew_ms=self.clock_skew_seconds * 1000,
-            max_event_age_ms=self.max_event_age_seconds * 1000,
-        )
 
     def redacted(self) -> dict[str, Any]:
         """Settings fit for a log line: file paths are shown, never file contents."""

@@ -17,10 +17,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from service.backoff import Backoff
 from service.domain.directory import AgentDirectory, SiteDirectory, sites_gaining
 from service.kafka.connection import client_options
-from service.kafka.step import ConsumedRecord, dead_letter_headers
+from service.kafka.polling import RetryPause
 from service.observability.metrics import Metrics
+from service.partition.records import ConsumedRecord
+from service.partition.rejections import RejectionReporter, count_rejected
 from service.settings import Settings
 from service.wire.inbound import (
     AGENT_UPDATED,
@@ -35,8 +38,15 @@ from service.wire.repair import described
 
 log = structlog.get_logger(__name__)
 
+DEAD_LETTER_BACKOFF = Backoff(base_s=0.5, cap_s=10.0)
+"""Between attempts to write a dead letter: the feed waits for it (skipping the record unwritten
+would lose it), so retry soon at first, then no more often than every 10 s."""
+
 
 class DirectoryFeed:
+    """Loads the agent and site directories at start-up, then follows their topics; tells the
+    worker which sites' pending rounds may have gained devices."""
+
     def __init__(
         self,
         settings: Settings,
@@ -54,6 +64,7 @@ class DirectoryFeed:
         self._sites = sites
         self._metrics = metrics
         self._limits = limits
+        self._rejections = RejectionReporter(settings.topic_dead_letter, "snapshot_rejected")
         self._loaded = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -83,13 +94,16 @@ class DirectoryFeed:
         await producer.start()
         try:
             await self._load(consumer, producer)
+            poll_failures = RetryPause()
             while not self._stopping.is_set():
                 try:
                     batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
                 except KafkaError as error:
-                    log.warning("directory_poll_failed", error=repr(error))
-                    await asyncio.sleep(0.5)
+                    delay = poll_failures.failed()
+                    log.warning("directory_poll_failed", error=repr(error), retry_in_s=delay)
+                    await asyncio.sleep(delay)
                     continue
+                poll_failures.succeeded()
                 await self._apply_all(producer, batches)
         finally:
             await consumer.stop()
@@ -163,29 +177,20 @@ class DirectoryFeed:
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumedRecord, rejection: Rejection
     ) -> None:
-        self._metrics.events_rejected.labels(record.topic, rejection.reason.value).inc()
-        log.warning(
-            "snapshot_rejected",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=rejection.reason.value,
-            detail=rejection.detail,
-            agent_id=rejection.agent_id,
-            site_id=rejection.site_id,
+        count_rejected(self._metrics, record.topic, rejection.reason)
+        dead = self._rejections.reject(
+            record, rejection, agent_id=rejection.agent_id, site_id=rejection.site_id
         )
-        delay = 0.5
+        attempt = 0
         while True:  # the record is only skipped once its dead letter is safely written
             try:
                 await producer.send_and_wait(
-                    self._settings.topic_dead_letter,
-                    key=record.key,
-                    value=record.value,
-                    headers=dead_letter_headers(record, rejection),
+                    dead.topic, key=dead.key, value=dead.value, headers=list(dead.headers)
                 )
             except KafkaError as error:
+                attempt += 1
+                delay = DEAD_LETTER_BACKOFF.delay(attempt)
                 log.warning("dead_letter_failed", error=repr(error), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
                 continue
             return

@@ -15,69 +15,60 @@ re-initialising at once would fence that worker in turn.
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from service.backoff import Backoff
 from service.clock import Clock
-from service.domain.effects import SendPushes
+from service.gc_policy import freeze_long_lived
+from service.kafka.progress import ReadProgress
 from service.kafka.restore import restore_partition
 from service.kafka.transactions import start_partition_producer
 from service.observability.metrics import Metrics
-from service.push.fanout import FanOut
 from service.settings import Settings
 from service.state.store import PartitionStore
 
 log = structlog.get_logger(__name__)
 
-RETRY_BASE_S = 0.5
-RETRY_CAP_S = 10.0
+RETRY = Backoff(base_s=0.5, cap_s=10.0)
+"""Between attempts to take a partition over: soon at first (a coordinator moving is over in a
+moment), then no more often than every 10 s while the broker stays away."""
 
 
 @dataclass(slots=True)
 class OwnedPartition:
+    """A partition this worker owns: its restored state, its transactional producer, and how far
+    the consumer has read it (the deadline gate's bookkeeping)."""
+
     store: PartitionStore
     producer: AIOKafkaProducer
-    read_up_to_ms: int = -1
-    """Highest record timestamp read from the partition (for the deadline gate)."""
-    stable_read_ms: int = -1
-    """Latest fetch-response time whose last stable offset the consumer has reached (ditto)."""
-    stable_samples: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))
-    """(last stable offset, response time) pairs seen but not yet reached by the position."""
-    lag: int = 0
-    """Last stable offset minus position at the last step (records readable, not yet read)."""
-
-    def observe(self, position: int, stable: int | None, polled_ms: int | None) -> bool:
-        """Record what the last fetch response said; return whether the partition is caught up."""
-        if stable is None or polled_ms is None:
-            return False
-        self.lag = max(0, stable - position)
-        if not self.stable_samples or self.stable_samples[-1] != (stable, polled_ms):
-            self.stable_samples.append((stable, polled_ms))
-        while self.stable_samples and self.stable_samples[0][0] <= position:
-            self.stable_read_ms = max(self.stable_read_ms, self.stable_samples.popleft()[1])
-        return position >= stable
+    progress: ReadProgress = field(default_factory=ReadProgress)
 
 
 class Ownership:
+    """The partitions this worker owns and those it was assigned but could not take over yet.
+
+    Knows nothing of pushes: `on_released(partition)` is awaited whenever a partition is let go
+    (to cancel its fan-outs), `on_restored(partition, store)` is called once a take-over restored
+    its state (to resume the fan-outs a crash interrupted)."""
+
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
         clock: Clock,
-        fan_out: FanOut,
-        resume: Callable[[PartitionStore, int], list[SendPushes]],
+        on_released: Callable[[int], Awaitable[None]],
+        on_restored: Callable[[int, PartitionStore], None],
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._fan_out = fan_out
-        self._resume = resume
+        self._on_released = on_released
+        self._on_restored = on_restored
         self.owned: dict[int, OwnedPartition] = {}
         self.pending: dict[int, tuple[float, int]] = {}
         """Assigned but not (yet) owned: partition -> (monotonic time of next try, failures)."""
@@ -128,26 +119,26 @@ class Ownership:
             ):
                 raise result
             if isinstance(result, BaseException):
-                failures = self.pending[partition][1]
-                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**failures)
-                self.pending[partition] = (self._clock.monotonic() + delay, failures + 1)
+                failures = self.pending[partition][1] + 1
+                delay = RETRY.delay(failures)
+                self.pending[partition] = (self._clock.monotonic() + delay, failures)
                 log.warning(
                     "partition_acquire_failed", partition=partition, error=repr(result), retry_in_s=delay
                 )
             else:
                 del self.pending[partition]
-        gc.freeze()  # restored rounds are long-lived: keep them out of the collector's full passes
+        freeze_long_lived()  # restored rounds are long-lived (service/gc_policy.py)
 
     async def lose(self, consumer: AIOKafkaConsumer, partition: int, *, fenced: bool) -> None:
         """A transaction of this partition failed: drop its state and take it over again later."""
         await self.release(partition)
         consumer.pause(self.topic_partition(partition))
-        wait_s = self._settings.kafka_session_timeout_ms / 1000 if fenced else RETRY_BASE_S
+        wait_s = self._settings.kafka_session_timeout_ms / 1000 if fenced else RETRY.base_s
         self.pending[partition] = (self._clock.monotonic() + wait_s, 0)
 
     async def release(self, partition: int) -> None:
         owned = self.owned.pop(partition, None)
-        await self._fan_out.cancel_partition(partition)
+        await self._on_released(partition)
         if owned is None:
             return
         try:
@@ -181,5 +172,12 @@ class Ownership:
             chats=store.chat_count,
             seconds=round(seconds, 3),
         )
-        for job in self._resume(store, self._clock.now_ms()):
-            self._fan_out.submit(partition, job)
+        self._on_restored(partition, store)
+
+    def refresh_gauges(self) -> None:
+        """The gauges of what this worker holds: pending rounds and timers, lag, partitions."""
+        stores = [owned.store for owned in self.owned.values()]
+        self._metrics.pending_rounds.set(sum(store.pending_count for store in stores))
+        self._metrics.pending_timers.set(sum(store.timer_count for store in stores))
+        self._metrics.consumer_lag.set(sum(owned.progress.lag for owned in self.owned.values()))
+        self._metrics.owned_partitions.set(len(stores))

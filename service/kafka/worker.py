@@ -1,65 +1,62 @@
 """The chat-events worker: one consumer loop over the partitions this worker owns.
 
 Each loop turn polls, then runs one step per owned partition that has records, fan-out reports
-or due timers, inside that partition's transaction, in this order (the commit order):
-  consumed offset (send_offsets_to_transaction) -> changelog writes + output events -> commit.
-The order inside a transaction does not change what commits together; offsets go first because the
-broker refuses a transaction's first request while the previous commit's markers are still being
-written (CONCURRENT_TRANSACTIONS), and aiokafka retries a refused AddOffsetsToTxn after
-`retry_backoff_ms` (20 ms, transactions.py) but a refused AddPartitionsToTxn after a fixed 20 ms
-whatever the setting: measured with 4 partitions committing back to back, offsets first cut the
-commit's p90 from 17-26 ms to ~9 ms and its p99 from ~30 to ~20 ms.
-Only after the commit are pushes started and metrics counted, so neither ever reflects a change
-that was rolled back. If a transaction fails, the partition is dropped and taken over again
-(restored from the changelog, consumer sought back to the committed offset) — see ownership.py.
+or due timers (service/partition/step.py), and commits each partition's step in that partition's
+own transaction (commit.py), the partitions concurrently. Only after a commit are the step's
+pushes started and its metrics counted (service/partition/report.py), so neither ever reflects a
+change that was rolled back. If a transaction fails, the partition is dropped and taken over again
+(restored from the changelog, consumer sought back to the committed offset): see ownership.py.
 
-The worker reports ready only while it can make progress: every assigned partition is owned,
-and each owned partition got a fetch response from the broker recently.
+The parts: `Ownership` (which partitions, their lifecycle), `Rebalance` (the group's listener),
+`ReadProgress` (the deadline gate's inputs), `readiness.ready`, `polling.poll_timeout_ms`,
+`commit_step`, `report_committed`, `FanOutInbox` (reports back from the fan-out). This module
+only runs the loop and wires them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, ProducerFenced
 
 from service.clock import Clock
-from service.domain.deadlines import PartitionProgress, fire_horizon_ms
+from service.domain.deadlines import fire_horizon_ms
 from service.domain.decide import World
-from service.domain.effects import MissedWhen
-from service.domain.reports import DeviceRejected, FanOutReport
+from service.domain.reports import FanOutReport
+from service.kafka import readiness
+from service.kafka.commit import commit_step
 from service.kafka.connection import client_options
 from service.kafka.ownership import OwnedPartition, Ownership
-from service.kafka.step import LOG_APPEND_TIME, ConsumedRecord, OutRecord, PartitionStep, StepResult
+from service.kafka.polling import FETCH_MAX_WAIT_MS, RetryPause, poll_timeout_ms
+from service.kafka.progress import Fetched
+from service.kafka.rebalance import Rebalance
 from service.observability.metrics import Metrics
+from service.partition.inbox import FanOutInbox
+from service.partition.records import ConsumedRecord
+from service.partition.report import report_committed
+from service.partition.step import PartitionStep, StepResult
 from service.push.fanout import FanOut
 from service.settings import Settings
+from service.state.store import PartitionStore
 
 log = structlog.get_logger(__name__)
 
-IDLE_POLL_MS = 250
-"""Longest poll when no timer is near: bounds how late fan-out reports are recorded."""
-COMMIT_TIMEOUT_S = 30.0
-"""Longest a partition's transaction may take before it counts as failed (broker timeout: 60 s)."""
-FETCH_MAX_WAIT_MS = 20
-"""How long the broker may hold a fetch for data. aiokafka sends one fetch per broker at a time
-and leaves out partitions with records still buffered, so a partition drained by a turn waits
-for the fetch in flight to return, up to the default 500 ms. Producer to `read_committed`
-consumer at 200 records/s measured p50 2.2 / p99 9.2 ms with 500 and 1.8 / 5.3 ms with 20; the
-cost is ~50 empty fetches/s per broker when idle."""
 POSITION_WAIT_S = 0.05
 BACKPRESSURE_MAX_HOLD_S = 60.0
 """Longest the fan-out's backpressure keeps the loop from taking records (well below aiokafka's
 `max_poll_interval_ms`, 300 s, after which the consumer would leave the group)."""
-STALL_AFTER_MS = 5_000
-"""An owned partition without a fetch response for this long means the worker cannot progress."""
 
 
 class ChatWorker:
+    """Consumes chat events and runs the per-partition steps: polls, steps and commits every owned
+    partition each turn, starts the committed pushes, and reports ready while it progresses.
+
+    Every turn and every ownership change run under one lock (`_turn_lock`), so a rebalance never
+    lands in the middle of a turn."""
+
     def __init__(
         self,
         settings: Settings,
@@ -67,37 +64,36 @@ class ChatWorker:
         metrics: Metrics,
         clock: Clock,
         fan_out_factory: Callable[[Callable[[FanOutReport], None]], FanOut],
+        step: PartitionStep,
     ) -> None:
         self._settings = settings
-        self._world = world
         self._metrics = metrics
         self._clock = clock
-        self._step = PartitionStep(settings, world, settings.decode_limits())
-        self._reports: defaultdict[int, list[FanOutReport]] = defaultdict(list)
+        self._step = step
         self._sites_changed: set[str] = set()
         self._clock_tolerance_ms = settings.producer_clock_tolerance_seconds * 1000
-        self._lock = asyncio.Lock()
+        self._turn_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._last_turn = clock.monotonic()
-        self.fan_out = fan_out_factory(self._on_report)
-        self.ownership = Ownership(settings, metrics, clock, self.fan_out, self._step.resume)
+        self._saturated_since: float | None = None
+        """Monotonic time the fan-out's backpressure began holding the consumer (None: not holding)."""
+        self._inbox = FanOutInbox(world.agents, lambda partition: partition in self.ownership.owned)
+        self.fan_out = fan_out_factory(self._inbox.receive)
+        self.ownership = Ownership(settings, metrics, clock, self.fan_out.cancel_partition, self._resume)
 
     @property
     def ready(self) -> bool:
         """Partitions assigned, all owned and restored, the loop turning, the broker answering fetches."""
-        if not self.ownership.settled or self._consumer is None:
+        consumer = self._consumer
+        if consumer is None:
             return False
-        if self._clock.monotonic() - self._last_turn > (STALL_AFTER_MS + IDLE_POLL_MS) / 1000:
-            return False  # the consumer loop itself is stuck, whatever the fetcher does
-        now_ms = self._clock.now_ms()
-        assigned = self._consumer.assignment()
-        for partition in self.ownership.owned:
-            tp = self.ownership.topic_partition(partition)
-            polled = self._consumer.last_poll_timestamp(tp) if tp in assigned else None
-            if polled is None or now_ms - polled > STALL_AFTER_MS:
-                return False
-        return True
+        return readiness.ready(
+            settled=self.ownership.settled,
+            seconds_since_turn=self._clock.monotonic() - self._last_turn,
+            now_ms=self._clock.now_ms(),
+            last_fetch_ms=self._last_fetches(consumer),
+        )
 
     @property
     def owned_partitions(self) -> list[int]:
@@ -124,25 +120,27 @@ class ChatWorker:
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
         )
         self._consumer = consumer
-        consumer.subscribe([settings.topic_chat_events], listener=_Rebalance(self, consumer))
+        consumer.subscribe(
+            [settings.topic_chat_events], listener=Rebalance(self.ownership, consumer, self._turn_lock)
+        )
         await consumer.start()
+        poll_failures = RetryPause()
         try:
             while not self._stopping.is_set():
                 try:
                     batches = await self._fetch_unless_saturated(consumer)
                 except KafkaError as error:
-                    log.warning("poll_failed", error=repr(error))
-                    await asyncio.sleep(0.5)
+                    delay = poll_failures.failed()
+                    log.warning("poll_failed", error=repr(error), retry_in_s=delay)
+                    await asyncio.sleep(delay)
                     continue
-                async with self._lock:
+                poll_failures.succeeded()
+                async with self._turn_lock:
                     await self.ownership.retry_pending(consumer)
                     await self._turn(consumer, batches)
                 self._last_turn = self._clock.monotonic()
         finally:
             await self._shut_down(consumer)
-
-    _saturated_since: float | None = None
-    """Monotonic time the fan-out's backpressure began holding the consumer (None: not holding)."""
 
     async def _fetch_unless_saturated(
         self, consumer: AIOKafkaConsumer
@@ -174,7 +172,7 @@ class ChatWorker:
     async def _shut_down(self, consumer: AIOKafkaConsumer) -> None:
         """Let fan-outs finish, commit what they reported, leave the group, release partitions."""
         await self.fan_out.close(self._settings.shutdown_grace_seconds / 2)
-        async with self._lock:
+        async with self._turn_lock:
             try:
                 await self._turn(consumer, {})
             except KafkaError as error:
@@ -182,17 +180,25 @@ class ChatWorker:
         # Not under the lock: stopping the consumer waits for a rebalance in progress, and that
         # waits for our rebalance listener, which needs the lock (a deadlock the zombie test found).
         await consumer.stop()
-        async with self._lock:
+        async with self._turn_lock:
             for partition in list(self.ownership.owned):
                 await self.ownership.release(partition)
 
     def _poll_timeout_ms(self) -> int:
-        now = self._clock.now_ms()
-        due = [owned.store.next_due_ms() for owned in self.ownership.owned.values()]
-        nearest = min((d for d in due if d is not None), default=None)
-        if nearest is None:
-            return IDLE_POLL_MS
-        return max(1, min(IDLE_POLL_MS, nearest - now))
+        due = (owned.store.next_due_ms() for owned in self.ownership.owned.values())
+        return poll_timeout_ms(self._clock.now_ms(), due)
+
+    def _last_fetches(self, consumer: AIOKafkaConsumer) -> Iterator[int | None]:
+        """When each owned partition's last fetch response arrived (None: not assigned now)."""
+        assigned = consumer.assignment()
+        for partition in self.ownership.owned:
+            tp = self.ownership.topic_partition(partition)
+            yield consumer.last_poll_timestamp(tp) if tp in assigned else None
+
+    def _resume(self, partition: int, store: PartitionStore) -> None:
+        """`Ownership`'s hook once a partition is restored: push what a crash interrupted."""
+        for job in self._step.resume(store, self._clock.now_ms()):
+            self.fan_out.submit(partition, job)
 
     async def _turn(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumedRecord]]
@@ -201,7 +207,7 @@ class ChatWorker:
 
         Each partition has a producer of its own, so the transactions are independent; committed
         one after another, a deadline or a push due in the last partition waited for all the
-        others' broker round trips (p99 lateness 310 ms at 11k events/s over 4 partitions).
+        others' broker round trips (docs/benchmarks.md, "Transactions and the turn").
         """
         steps: list[tuple[int, TopicPartition, OwnedPartition, StepResult]] = []
         # A partition whose transaction then fails loses these; its restore resumes every round
@@ -216,7 +222,7 @@ class ChatWorker:
         # ends the loop, as it did when commits ran one by one.
         async with asyncio.TaskGroup() as group:
             commits = [
-                (partition, group.create_task(self._commit_then_push(partition, owned.producer, tp, result)))
+                (partition, group.create_task(self._commit_then_push(partition, owned, tp, result)))
                 for partition, tp, owned, result in steps
             ]
         for partition, commit in commits:
@@ -230,17 +236,20 @@ class ChatWorker:
             else:
                 log.warning("transaction_failed", partition=partition, error=repr(error))
                 await self.ownership.lose(consumer, partition, fenced=False)
-        self._refresh_gauges()
+        self.ownership.refresh_gauges()
 
     async def _commit_then_push(
-        self, partition: int, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult
+        self, partition: int, owned: OwnedPartition, tp: TopicPartition, result: StepResult
     ) -> KafkaError | TimeoutError | None:
         """Commit one partition's transaction and start its pushes at once; the error if it failed."""
         try:
-            await self._commit(producer, tp, result)
+            await commit_step(owned.producer, tp, self._settings.group_id, result)
         except (KafkaError, TimeoutError) as error:
             return error
-        self._after_commit(partition, result)
+        self._metrics.transactions.labels("committed").inc()
+        report_committed(self._metrics, partition, result)
+        for job in result.pushes:
+            self.fan_out.submit(partition, job)
         return None
 
     async def _step_partition(
@@ -251,120 +260,18 @@ class ChatWorker:
         records: list[ConsumedRecord],
         sites_changed: set[str],
     ) -> StepResult:
-        if records:
-            owned.read_up_to_ms = max(owned.read_up_to_ms, *map(self._trusted_time, records))
-        # The position, not the last record's offset + 1: the consumer steps over transaction
-        # markers, which occupy offsets, so only the position can reach the stable offset.
+        fetched: Fetched | None = None
         position = await _position_now(consumer, tp)
         # A member the group just dropped has no assignment until it re-joins (aiokafka then
         # asserts on these getters); such a partition is simply not known to be caught up.
-        assigned = tp in consumer.assignment()
-        caught_up = (
-            assigned
-            and position is not None
-            and owned.observe(position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp))
-        )
-        progress = PartitionProgress(caught_up, owned.read_up_to_ms, owned.stable_read_ms)
-        reports = self._reports.pop(tp.partition, [])
+        if position is not None and tp in consumer.assignment():
+            fetched = Fetched(position, consumer.last_stable_offset(tp), consumer.last_poll_timestamp(tp))
+        progress = owned.progress.advance(records, fetched, self._clock_tolerance_ms)
         now = self._clock.now_ms()
+        reports = self._inbox.take(tp.partition)
         return self._step.run(
             owned.store, records, reports, fire_horizon_ms(now, progress), now, sites_changed
         )
-
-    def _trusted_time(self, record: ConsumedRecord) -> int:
-        """What a record's timestamp proves about the partition's progress: the broker's append
-        time as it is; a producer's CreateTime less the tolerance for its clock running ahead
-        (a record stamped in the future by a fast clock must not let deadlines fire while events
-        stamped correctly before them are still unread)."""
-        if record.timestamp_type == LOG_APPEND_TIME:
-            return record.timestamp
-        return record.timestamp - self._clock_tolerance_ms
-
-    async def _commit(self, producer: AIOKafkaProducer, tp: TopicPartition, result: StepResult) -> None:
-        # Bounded: a producer that lost its coordinator (or was fenced mid-send) must not hold the
-        # loop, and with it the rebalance listener, forever; a timeout counts as a failed transaction.
-        async with asyncio.timeout(COMMIT_TIMEOUT_S):
-            async with producer.transaction():
-                if result.next_offset is not None:
-                    await producer.send_offsets_to_transaction(
-                        {tp: result.next_offset}, self._settings.group_id
-                    )
-                futures = [await _send(producer, record) for record in result.records]
-            await asyncio.gather(*futures)
-        self._metrics.transactions.labels("committed").inc()
-
-    def _after_commit(self, partition: int, result: StepResult) -> None:
-        metrics = self._metrics
-        for event_type in result.consumed_types:
-            metrics.events_consumed.labels(event_type).inc()
-        for topic, reason in result.rejected:
-            metrics.events_rejected.labels(topic, reason.value).inc()
-        for event_type, repair in result.repaired:
-            metrics.fields_repaired.labels(event_type, repair.field, repair.action).inc()
-        for why in result.ignored:
-            metrics.events_ignored.labels(why).inc()
-        metrics.rounds_started.inc(result.started)
-        for note in result.noted:
-            metrics.rounds_degraded.labels(note.why.value).inc()
-            log.warning(
-                "round_degraded",
-                why=note.why.value,
-                chat_id=note.chat_id,
-                site_id=note.site_id,
-                partition=partition,
-            )
-        for closed in result.closed:
-            metrics.rounds_closed.labels(closed.outcome.value).inc()
-            if closed.missed_when is not None:
-                metrics.rounds_missed.labels(closed.missed_when.value).inc()
-            if closed.missed_when in (MissedWhen.IN_TIME, MissedWhen.LATE):
-                # Rounds that expired before the worker read their request say nothing of its timers.
-                metrics.deadline_lateness.observe(closed.lateness_ms / 1000)
-            # Missed rounds at info; joins and ends (the normal case, thousands a second at full
-            # load, ~10% of the worker's CPU when logged) at debug.
-            log_closed = log.info if closed.outcome.value == "missed" else log.debug
-            log_closed(
-                "round_closed",
-                chat_id=closed.chat_id,
-                site_id=closed.site_id,
-                partition=partition,
-                outcome=closed.outcome.value,
-                lateness_ms=closed.lateness_ms,
-                missed_when=closed.missed_when.value if closed.missed_when else None,
-            )
-        for job in result.pushes:
-            self.fan_out.submit(partition, job)
-
-    def _on_report(self, report: FanOutReport) -> None:
-        if isinstance(report, DeviceRejected):
-            rejection = report.rejection
-            self._world.agents.mark_token_dead(rejection.agent_id, rejection.device_id, report.token)
-        if report.partition in self.ownership.owned:
-            self._reports[report.partition].append(report)
-
-    def _refresh_gauges(self) -> None:
-        stores = [owned.store for owned in self.ownership.owned.values()]
-        self._metrics.pending_rounds.set(sum(store.pending_count for store in stores))
-        self._metrics.pending_timers.set(sum(store.timer_count for store in stores))
-        self._metrics.consumer_lag.set(sum(owned.lag for owned in self.ownership.owned.values()))
-        self._metrics.owned_partitions.set(len(stores))
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands ownership changes to `Ownership`, serialised with the consumer loop's turns."""
-
-    def __init__(self, worker: ChatWorker, consumer: AIOKafkaConsumer) -> None:
-        self._worker = worker
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self._worker._lock:  # noqa: SLF001 -- the listener is part of the worker
-            await self._worker.ownership.revoke([tp.partition for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self._worker._lock:  # noqa: SLF001
-            await self._worker.ownership.assign(self._consumer, [tp.partition for tp in assigned])
-            self._worker._refresh_gauges()  # noqa: SLF001
 
 
 async def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -378,14 +285,3 @@ async def _position_now(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int |
         return int(await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S))
     except (TimeoutError, IllegalStateError):
         return None
-
-
-async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future[object]:
-    future: asyncio.Future[object] = await producer.send(
-        record.topic,
-        value=record.value,
-        key=record.key,
-        partition=record.partition,
-        headers=list(record.headers) or None,
-    )
-    return future

@@ -3,15 +3,15 @@ records to write in the partition's transaction and the work to do after it comm
 
 The step applies the core's effects to the partition's store as it goes. The store is thus
 ahead of Kafka until the transaction commits; if the transaction fails, the worker throws the
-store away and restores the partition from the changelog (see worker.py), so memory never
-keeps a change Kafka rolled back.
+store away and restores the partition from the changelog (see service/kafka/ownership.py), so
+memory never keeps a change Kafka rolled back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Final, Protocol, assert_never
+from typing import assert_never
 
 import structlog
 
@@ -40,6 +40,8 @@ from service.domain.effects import (
 )
 from service.domain.events import ChatEvent
 from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
+from service.partition.records import LOG_APPEND_TIME, ConsumedRecord, OutRecord
+from service.partition.rejections import RejectionReporter
 from service.settings import Settings
 from service.state.changelog import encode_state
 from service.state.store import PartitionStore
@@ -51,55 +53,17 @@ from service.wire.repair import Repair, described
 log = structlog.get_logger(__name__)
 
 
-def dead_letter_headers(record: ConsumedRecord, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: why, and where the untouched original came from."""
-    return [
-        ("reason", rejection.reason.value.encode()),
-        ("detail", rejection.detail.encode()),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    ]
-
-
 MAX_TIMERS_PER_STEP = 1_000
 """Bounds the time one step holds the event loop when a backlog of deadlines falls due at once
 (popping 5,000 due timers alone took ~20 ms; firing adds the effects). The rest fire in the next
 turns, which follow at once because the poll timeout is then 1 ms."""
 
 
-LOG_APPEND_TIME: Final = 1
-"""Kafka's `timestamp_type` of a record stamped by the broker on append (0: by the producer)."""
-
-
-class ConsumedRecord(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def timestamp_type(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
 @dataclass(slots=True)
 class StepResult:
+    """What one step did: records for the partition's transaction, and what to do and count once
+    it committed."""
+
     records: list[OutRecord] = field(default_factory=list)
     pushes: list[SendPushes] = field(default_factory=list)
     closed: list[RoundClosed] = field(default_factory=list)
@@ -125,6 +89,7 @@ class PartitionStep:
         self._settings = settings
         self._world = world
         self._limits = limits
+        self._rejections = RejectionReporter(settings.topic_dead_letter, "event_rejected")
 
     def run(
         self,
@@ -223,14 +188,17 @@ class PartitionStep:
     def _output(self, effect: EmitMissed | EmitChatbotMessage | EmitTokenRejected) -> OutRecord:
         settings = self._settings
         source = settings.event_source
-        if isinstance(effect, EmitMissed):
-            return OutRecord(settings.topic_missed, effect.chat_id.encode(), encode_missed(effect, source))
-        if isinstance(effect, EmitChatbotMessage):
-            return OutRecord(
-                settings.topic_chatbot, effect.chat_id.encode(), encode_chatbot_message(effect, source)
-            )
-        value = encode_token_rejected(effect, source)
-        return OutRecord(settings.topic_push_feedback, effect.agent_id.encode(), value)
+        match effect:
+            case EmitMissed(chat_id=chat_id):
+                return OutRecord(settings.topic_missed, chat_id.encode(), encode_missed(effect, source))
+            case EmitChatbotMessage(chat_id=chat_id):
+                value = encode_chatbot_message(effect, source)
+                return OutRecord(settings.topic_chatbot, chat_id.encode(), value)
+            case EmitTokenRejected(agent_id=agent_id):
+                value = encode_token_rejected(effect, source)
+                return OutRecord(settings.topic_push_feedback, agent_id.encode(), value)
+            case _:
+                assert_never(effect)
 
     def _report_repairs(
         self, record: ConsumedRecord, event: ChatEvent, repairs: tuple[Repair, ...], result: StepResult
@@ -251,18 +219,7 @@ class PartitionStep:
         )
 
     def _dead_letter(self, record: ConsumedRecord, rejection: Rejection, result: StepResult) -> None:
-        headers = tuple(dead_letter_headers(record, rejection))
-        result.records.append(
-            OutRecord(self._settings.topic_dead_letter, record.key, record.value, None, headers)
-        )
+        chat_id = rejection.chat_id or decode_key(record.key)
+        dead = self._rejections.reject(record, rejection, chat_id=chat_id, site_id=rejection.site_id)
+        result.records.append(dead)
         result.rejected.append((record.topic, rejection.reason))
-        log.warning(
-            "event_rejected",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=rejection.reason.value,
-            detail=rejection.detail,
-            chat_id=rejection.chat_id or decode_key(record.key),
-            site_id=rejection.site_id,
-        )

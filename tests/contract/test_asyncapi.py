@@ -26,7 +26,7 @@ from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenReje
 from service.domain.events import AgentSnapshot, HandoffRequested, SiteSnapshot, TokenRejection
 from service.domain.push import Provider
 from service.domain.rounds import PendingRound
-from service.kafka.step import dead_letter_headers
+from service.partition.rejections import dead_letter_headers
 from service.settings import Settings
 from service.wire import inbound, outbound
 from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site

@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 
 from devtools import traffic
+from service.config_builders import decode_limits
 from service.domain.reports import FanOutFinished
 from service.domain.rounds import DeviceRef
-from service.kafka.ownership import OwnedPartition
-from service.kafka.step import PartitionStep
+from service.partition.step import PartitionStep
 from service.settings import Settings
 from service.state.changelog import decode_state
 from service.state.store import PartitionStore
+from service.wire.rejection import Reason
 from tests.unit.factories import T0, agent, world
 
 SETTINGS = Settings()
@@ -30,7 +31,7 @@ class Record:
 
 
 def step() -> PartitionStep:
-    return PartitionStep(SETTINGS, world(agent()), SETTINGS.decode_limits())
+    return PartitionStep(SETTINGS, world(agent()), decode_limits(SETTINGS))
 
 
 def request_record(chat_id: str, offset: int, tta: int = 30) -> Record:
@@ -66,7 +67,7 @@ def test_unusable_record_becomes_a_dead_letter_with_the_original_bytes_and_the_o
     assert headers["source_offset"] == b"7"
     assert headers["source_partition"] == b"4"
     assert result.next_offset == 8
-    assert result.rejected == [(SETTINGS.topic_chat_events, result.rejected[0][1])]
+    assert result.rejected == [(SETTINGS.topic_chat_events, Reason.INVALID_JSON)]
 
 
 def test_due_timers_fire_only_up_to_the_horizon() -> None:
@@ -104,33 +105,12 @@ def test_resume_returns_unfinished_fan_outs_still_in_time() -> None:
     assert core.resume(store, T0 + 30_000) == []
 
 
-def test_stable_offset_samples_become_a_horizon_once_the_position_reaches_them() -> None:
-    owned = OwnedPartition(PartitionStore(0), producer=None)
-    assert owned.observe(position=5, stable=10, polled_ms=1_000) is False
-    assert owned.stable_read_ms == -1, "offsets 5..9 are unread: nothing is known up to t=1000 yet"
-    assert owned.observe(position=10, stable=12, polled_ms=1_200) is False
-    assert owned.stable_read_ms == 1_000
-    assert owned.observe(position=12, stable=12, polled_ms=1_200) is True
-    assert owned.stable_read_ms == 1_200
-    assert owned.observe(position=12, stable=None, polled_ms=None) is False
-
-
-def test_lag_is_what_the_last_fetch_made_readable_but_the_position_has_not_reached() -> None:
-    owned = OwnedPartition(PartitionStore(0), producer=None)
-    owned.observe(position=5, stable=10, polled_ms=1_000)
-    assert owned.lag == 5
-    owned.observe(position=10, stable=10, polled_ms=1_100)
-    assert owned.lag == 0
-    owned.observe(position=10, stable=None, polled_ms=None)
-    assert owned.lag == 0, "no fetch response known: the last lag stays"
-
-
 def test_unknown_types_are_dead_lettered_unless_tolerated() -> None:
     unknown = traffic.cloud_event("livechat.chat.typing", {"chat_id": "c1"})
     strict = step().run(PartitionStore(4), [Record(b"c1", unknown, 3)], [], T0, T0)
     assert [r.topic for r in strict.records] == [SETTINGS.topic_dead_letter]
     tolerant_settings = Settings(tolerate_unknown_event_types=True)
-    tolerant = PartitionStep(tolerant_settings, world(agent()), tolerant_settings.decode_limits())
+    tolerant = PartitionStep(tolerant_settings, world(agent()), decode_limits(tolerant_settings))
     result = tolerant.run(PartitionStore(4), [Record(b"c1", unknown, 3)], [], T0, T0)
     assert result.records == []
     assert result.ignored == ["unknown_type"]
