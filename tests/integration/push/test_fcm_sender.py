@@ -7,11 +7,12 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
 from firebase_admin import messaging
+from structlog.testing import capture_logs
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.fcm import MAX_PAYLOAD_BYTES, FcmFake, FcmFault, TokenFault, payload_size
@@ -20,6 +21,7 @@ from service.errors import PushConfigurationError
 from service.push import fcm
 from service.push.fcm import FCM_ENDPOINT, FcmSender
 from service.push.fcm_payload import encode_body
+from service.push.fcm_token import AccessToken
 from service.push.limits import ELLIPSIS, collapse_id_for
 from tests.integration.kafka_helpers import eventually
 
@@ -196,9 +198,12 @@ async def test_each_fcm_error_maps_to_its_outcome_after_exactly_one_attempt(
 ) -> None:
     fcm_fake.set_fault("bad-token", fault)
 
-    outcome = await sender.send(fcm_push("bad-token"))
+    with capture_logs() as logs:
+        outcome = await sender.send(fcm_push("bad-token"))
 
     assert outcome == expected
+    # The sender classifies; the fan-out logs each outcome once (push_outcomes.py).
+    assert [line for line in logs if line["event"].startswith("push_")] == []
     # firebase-admin would retry 500/503 four times by itself; the sender leaves retries to its caller.
     assert [attempt.token for attempt in fcm_fake.attempts.items] == ["bad-token"]
     assert fcm_fake.messages.items == []
@@ -371,12 +376,32 @@ async def test_a_missing_service_account_file_fails_creation(tmp_path: Path) -> 
         await FcmSender.create(service_account_file=tmp_path / "missing.json", clock=FixedClock())
 
 
-async def test_close_is_idempotent(make_sender: MakeSender) -> None:
+class CountedToken(AccessToken):
+    """The sender's access token, counting how often the sender closes it."""
+
+    made: ClassVar[list[CountedToken]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed = 0
+        CountedToken.made.append(self)
+
+    async def close(self) -> None:
+        self.closed += 1
+        await super().close()
+
+
+async def test_close_is_idempotent(make_sender: MakeSender, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fcm, "AccessToken", CountedToken)
+    monkeypatch.setattr(CountedToken, "made", [])
     sender = await make_sender()
     await sender.send(fcm_push())
 
     await sender.close()
-    await sender.close()
+    await asyncio.gather(sender.close(), sender.close())  # shutdown and a supervisor, at once
+
+    [token] = CountedToken.made
+    assert token.closed == 1, "a second close must not close the sender's resources again"
 
 
 @pytest.mark.parametrize(

@@ -509,3 +509,47 @@ async def test_a_mismatched_token_that_is_dead_where_it_belongs_is_rejected_with
     [rejected] = [r for r in reports if isinstance(r, DeviceRejected)]
     assert rejected.rejection.reason == "Unregistered"
     assert reports[-1] == FanOutFinished(3, "chat", "req", (), covered=(work.pushes[0].device,))
+
+
+async def test_each_attempt_logs_its_outcome_once_and_a_failure_says_push_failed_once() -> None:
+    flaky = [PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE")] * 2
+    fcm = ScriptedSender(
+        Provider.FCM,
+        {
+            "flaky": flaky,
+            "bad": [PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")],
+            "down": [PushOutcome(OutcomeKind.RETRY_LATER, "INTERNAL")] * 4,
+            "dead": [PushOutcome(OutcomeKind.TOKEN_DEAD, "UNREGISTERED")],
+        },
+    )
+    with capture_logs() as logs:
+        await run_fan_out([fcm], job(*((token, Provider.FCM) for token in ("flaky", "bad", "down", "dead"))))
+
+    lines = [(line["event"], line["device_id"], line["log_level"]) for line in logs]
+    assert sorted(lines) == sorted(
+        [
+            ("push_attempt_failed", "device-flaky", "info"),
+            ("push_attempt_failed", "device-flaky", "info"),
+            ("push_sent", "device-flaky", "info"),
+            ("push_failed", "device-bad", "warning"),
+            ("push_attempt_failed", "device-down", "info"),
+            ("push_attempt_failed", "device-down", "info"),
+            ("push_attempt_failed", "device-down", "info"),
+            ("push_failed", "device-down", "warning"),  # the 4th attempt was the last
+            ("push_token_rejected", "device-dead", "info"),
+        ]
+    )
+    [bad] = [line for line in logs if line["event"] == "push_failed" and line["device_id"] == "device-bad"]
+    assert bad == {
+        "event": "push_failed",
+        "log_level": "warning",
+        "chat_id": "chat",
+        "agent_id": "agent",
+        "device_id": "device-bad",
+        "provider": "fcm",
+        "kind": "handoff_requested",
+        "outcome": "request_bug",
+        "reason": "INVALID_ARGUMENT",
+        "attempts": 1,
+    }
+    assert all("token" not in line for line in logs), "tokens are never logged"
