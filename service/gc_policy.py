@@ -2,7 +2,7 @@
 
 The worker holds up to millions of long-lived rounds. Rounds hold no reference cycles, so
 reference counting frees them; the cyclic collector only walks them, and its full passes grow
-with them (figures: docs/benchmarks.md, "Memory and restore" and the deadline-timer section).
+with them (figures: docs/benchmarks.md, "Timers and the garbage collector").
 So what is long-lived is frozen out of the collector's passes: after a restore, after each
 take-over, and periodically for rounds created since (the composition root's job).
 """

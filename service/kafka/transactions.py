@@ -30,9 +30,9 @@ async def start_partition_producer(settings: Settings, partition: int) -> AIOKaf
         linger_ms=5,
         # The broker writes a commit's markers after answering it; a transaction begun at once
         # (the next turn) is refused with CONCURRENT_TRANSACTIONS until they are written and
-        # retried after this backoff (see the commit order in worker.py). 100 ms (the default) made
-        # busy partitions' commits take ~30 ms at the median and ~135 ms at p99 (4 partitions,
-        # 120 records each); 20 ms with offsets first: ~6 / ~20 ms. Lower saved nothing more.
+        # retried after this backoff (see the commit order in commit.py). The default, 100 ms,
+        # made busy partitions' commits several times slower (docs/benchmarks.md, "Transactions
+        # and the turn").
         retry_backoff_ms=20,
         transaction_timeout_ms=60_000,
     )

@@ -55,7 +55,7 @@ log = structlog.get_logger(__name__)
 
 MAX_TIMERS_PER_STEP = 1_000
 """Bounds the time one step holds the event loop when a backlog of deadlines falls due at once
-(popping 5,000 due timers alone took ~20 ms; firing adds the effects). The rest fire in the next
+(figures: docs/benchmarks.md, "Timers and the garbage collector"). The rest fire in the next
 turns, which follow at once because the poll timeout is then 1 ms."""
 
 
