@@ -3,6 +3,8 @@ could still be used: the field and the action (a bounded pair, fit for a metric 
 
 A repair never carries the field's value: visitor names and contact details are personal data,
 and the value is what was wrong. `Decoded` pairs a decoded value with its repairs (usually none).
+The decoders keep a repairable field raw (`ABSENT` when missing) and decode it here, one field at
+a time, so one bad field is dropped and recorded instead of failing the record.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, NamedTuple, TypeVar
 
+import msgspec
+
 T = TypeVar("T")
+V = TypeVar("V")
+
+ABSENT = msgspec.Raw(b"null")
+"""The default of a field kept raw: a missing field reads as null, as the contract's optional fields do."""
+OPTIONAL_STR = msgspec.json.Decoder(str | None)
+OPTIONAL_INT = msgspec.json.Decoder(int | None)
 
 
 class RepairAction(StrEnum):
@@ -57,3 +67,26 @@ def described(repairs: tuple[Repair, ...]) -> dict[str, str]:
 def truncated(text: str, max_chars: int) -> str:
     """`text` cut to `max_chars` characters (code points, so never inside one), ending in '…'."""
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def optional(
+    raw: msgspec.Raw, decoder: msgspec.json.Decoder[V | None], field: RepairedField, repairs: list[Repair]
+) -> V | None:
+    """The raw field decoded, or None (recorded as dropped) when it is of the wrong type."""
+    try:
+        return decoder.decode(raw)
+    except (msgspec.ValidationError, RecursionError):
+        repairs.append(Repair(field, RepairAction.DROPPED))
+        return None
+
+
+def optional_text(
+    raw: msgspec.Raw, field: RepairedField, chars: tuple[int, int], repairs: list[Repair]
+) -> str | None:
+    """An optional text: None when absent or null, and (recorded as dropped) when it is not a
+    string or its length is outside `chars`."""
+    text = optional(raw, OPTIONAL_STR, field, repairs)
+    if text is not None and not chars[0] <= len(text) <= chars[1]:
+        repairs.append(Repair(field, RepairAction.DROPPED))
+        return None
+    return text
