@@ -1,7 +1,9 @@
-"""The decisions: what a chat event, a timer or a fan-out report does to a chat's state.
+"""The decisions: what a chat event, a timer, a fan-out report or a directory change does to a
+chat's state — the core's entry points, called by the shell once per input.
 
 Each function takes the chat's current state (or None), the input and `now_ms`, reads the
-directories, and returns the effects to execute. None of them mutates anything.
+directories (`World`), and returns the effects to execute. None of them mutates anything. How a
+round's pushes are built is in `alerts.py`, how a round closes or is missed in `closing.py`.
 
 Rules (issues #2 and #10):
 - Event times are claims. The time that counts for an event is never later than when it reached
@@ -23,52 +25,35 @@ Rules (issues #2 and #10):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import assert_never
 
-import msgspec
-
-from service.domain.directory import AgentDirectory, SiteDirectory
+from service.domain.alerts import address, alert_template, newly_eligible, send_alerts
+from service.domain.closing import close, miss, remember
 from service.domain.effects import (
-    AddressedPush,
     Effect,
-    EmitChatbotMessage,
-    EmitMissed,
     EmitTokenRejected,
     ForgetChat,
     Ignored,
     IgnoredWhy,
-    MissedWhen,
     Noted,
     NoteWhy,
     PutState,
-    RoundClosed,
     ScheduleTimer,
-    SendPushes,
 )
-from service.domain.events import AgentJoined, ChatEvent, HandoffRequested, SiteSnapshot, TokenRejection
-from service.domain.messages import alert_body, alert_title, missed_message_text
-from service.domain.push import Provider, Push, PushKind
+from service.domain.events import AgentJoined, ChatEnded, ChatEvent, HandoffRequested, TokenRejection
 from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound
+from service.domain.world import Policy, World
 
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    default_time_to_accept_s: int = 120
-    dedup_window_ms: int = 3_600_000
-    """How long a closed round is remembered to swallow a redelivered request."""
-    closing_updates: bool = True
-    closing_update_ttl_ms: int = 600_000
-    chatbot_max_delay_ms: int = 300_000
-    """A round reported missed later than this after its deadline gets no chatbot message."""
-
-
-@dataclass(frozen=True, slots=True)
-class World:
-    """What a decision may read besides the chat's own state."""
-
-    sites: SiteDirectory
-    agents: AgentDirectory
-    policy: Policy
+__all__ = [
+    "Policy",
+    "World",
+    "on_chat_event",
+    "on_eligibility_changed",
+    "on_fan_out_finished",
+    "on_timer",
+    "on_token_rejected",
+    "resume_fan_out",
+]
 
 
 def on_chat_event(
@@ -77,42 +62,32 @@ def on_chat_event(
     """`arrived_ms`: when the record reached Kafka (the broker's append time) or, if unknown,
     the worker (default: `now_ms`). The event's own time counts only where it is earlier."""
     arrived = now_ms if arrived_ms is None else min(arrived_ms, now_ms)
-    if isinstance(event, HandoffRequested):
-        return _on_request(state, event, min(event.requested_at_ms, arrived), now_ms, world)
-    claimed_ms = event.joined_at_ms if isinstance(event, AgentJoined) else event.ended_at_ms
+    match event:
+        case HandoffRequested():
+            return _on_request(state, event, min(event.requested_at_ms, arrived), now_ms, world)
+        case AgentJoined():
+            claimed_ms, outcome = event.joined_at_ms, Outcome.ACCEPTED
+        case ChatEnded():
+            claimed_ms, outcome = event.ended_at_ms, Outcome.ENDED
+        case _:
+            assert_never(event)
     at_ms = min(claimed_ms, arrived)
-    outcome = Outcome.ACCEPTED if isinstance(event, AgentJoined) else Outcome.ENDED
     if isinstance(state, PendingRound):
         if at_ms > state.deadline_ms:
             # The round expired before this join/end happened: it is missed, and the late join
             # (agents may join missed chats) produces nothing more.
-            return _miss(state, now_ms, world, last_event_ms=at_ms)
-        return _close(state, outcome, now_ms, world, last_event_ms=at_ms)
+            return miss(state, now_ms, world, last_event_ms=at_ms)
+        return close(state, outcome, now_ms, world, last_event_ms=at_ms)
     return [
         Ignored(event.chat_id, IgnoredWhy.NO_PENDING_ROUND),
-        *_remember(state, event, outcome, at_ms, now_ms, world),
+        *remember(state, event, outcome, at_ms, now_ms, world),
     ]
-
-
-def _remember(
-    state: ClosedRound | None, event: ChatEvent, outcome: Outcome, at_ms: int, now_ms: int, world: World
-) -> list[Effect]:
-    """Remember a join or end without a pending round for the de-duplication window, so that a
-    request for the same chat read after it (services race) starts nothing."""
-    if state is not None and at_ms <= state.last_event_ms:
-        return []
-    forget_at_ms = now_ms + world.policy.dedup_window_ms
-    if state is None:
-        memory = ClosedRound("", event.chat_id, outcome, now_ms, forget_at_ms, last_event_ms=at_ms)
-    else:
-        memory = msgspec.structs.replace(state, forget_at_ms=forget_at_ms, last_event_ms=at_ms)
-    return [PutState(memory), ScheduleTimer(event.chat_id, forget_at_ms)]
 
 
 def on_timer(state: ChatState | None, now_ms: int, world: World) -> list[Effect]:
     """A timer for this chat is due. Timers are never cancelled, so stale ones are ignored."""
     if isinstance(state, PendingRound) and state.deadline_ms <= now_ms:
-        return _miss(state, now_ms, world)
+        return miss(state, now_ms, world)
     if isinstance(state, ClosedRound) and state.forget_at_ms <= now_ms:
         return [ForgetChat(state.chat_id)]
     return []
@@ -145,10 +120,10 @@ def on_token_rejected(rejection: TokenRejection, now_ms: int) -> list[Effect]:
 def on_eligibility_changed(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
     """The directory changed for this round's site (its snapshot arrived, or an agent of its
     account changed): push the devices that became eligible, while the deadline is ahead."""
-    round_, pushes = _newly_eligible(state, now_ms, world)
+    round_, pushes = newly_eligible(state, now_ms, world)
     if not pushes:
         return []
-    return [PutState(round_), _send_alerts(round_, pushes)]
+    return [PutState(round_), send_alerts(round_, pushes)]
 
 
 def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
@@ -165,33 +140,11 @@ def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effec
         for target in world.agents.eligible_targets(site)
         if (ref := DeviceRef(target.agent_id, target.device.device_id)) in awaited
     ]
-    round_, added = _newly_eligible(state, now_ms, world)
-    pushes = _address(_alert_template(round_, site), tuple(refs), world) + added
+    round_, added = newly_eligible(state, now_ms, world)
+    pushes = address(alert_template(round_, site), tuple(refs), world) + added
     if not pushes:
         return []
-    return [PutState(round_), _send_alerts(round_, pushes)]
-
-
-def _newly_eligible(
-    state: PendingRound, now_ms: int, world: World
-) -> tuple[PendingRound, tuple[AddressedPush, ...]]:
-    site = world.sites.get(state.site_id)
-    if site is None or state.deadline_ms <= now_ms:
-        return state, ()
-    chosen = set(state.targets)
-    added = tuple(
-        ref
-        for target in world.agents.eligible_targets(site)
-        if (ref := DeviceRef(target.agent_id, target.device.device_id)) not in chosen
-    )
-    if not added:
-        return state, ()
-    round_ = state.with_targets_added(added)
-    return round_, _address(_alert_template(round_, site), added, world)
-
-
-def _send_alerts(round_: PendingRound, pushes: tuple[AddressedPush, ...]) -> SendPushes:
-    return SendPushes(round_.chat_id, round_.request_id, round_.requested_at_ms, pushes, report_delivery=True)
+    return [PutState(round_), send_alerts(round_, pushes)]
 
 
 def _on_request(
@@ -229,138 +182,5 @@ def _on_request(
     if site is None:
         effects.append(Noted(NoteWhy.SITE_UNKNOWN, event.chat_id, event.site_id))
     elif refs:
-        effects.append(_send_alerts(round_, _address(_alert_template(round_, site), refs, world)))
+        effects.append(send_alerts(round_, address(alert_template(round_, site), refs, world)))
     return effects
-
-
-def _alert_template(round_: PendingRound, site: SiteSnapshot) -> Push:
-    data = {
-        "type": PushKind.HANDOFF_REQUESTED.value,
-        "chat_id": round_.chat_id,
-        "site_id": round_.site_id,
-        "request_id": round_.request_id,
-        "open_tab": "active",
-    }
-    return Push(
-        provider=Provider.FCM,
-        token="",
-        kind=PushKind.HANDOFF_REQUESTED,
-        collapse_id=round_.chat_id,
-        expires_at_ms=round_.deadline_ms,
-        data=data,
-        title=alert_title(site),
-        body=alert_body(round_.visitor_name),
-    )
-
-
-def _address(template: Push, refs: tuple[DeviceRef, ...], world: World) -> tuple[AddressedPush, ...]:
-    """One copy of `template` per device still known and alive, addressed to it (the template's
-    provider, token and APNs environment are placeholders, replaced per device)."""
-    pushes: list[AddressedPush] = []
-    for ref in refs:
-        device = world.agents.device(ref.agent_id, ref.device_id)
-        if device is not None:
-            push = replace(
-                template,
-                provider=device.provider,
-                token=device.token,
-                apns_environment=device.apns_environment,
-            )
-            pushes.append(AddressedPush(ref, push))
-    return tuple(pushes)
-
-
-def _close(
-    state: PendingRound,
-    outcome: Outcome,
-    now_ms: int,
-    world: World,
-    lateness_ms: int = 0,
-    last_event_ms: int = -1,
-    missed_when: MissedWhen | None = None,
-) -> list[Effect]:
-    closed = ClosedRound(
-        request_id=state.request_id,
-        chat_id=state.chat_id,
-        outcome=outcome,
-        closed_at_ms=now_ms,
-        forget_at_ms=now_ms + world.policy.dedup_window_ms,
-        request_claim_ms=state.request_claim_ms,
-        last_event_ms=last_event_ms,
-    )
-    effects: list[Effect] = [
-        PutState(closed),
-        ScheduleTimer(state.chat_id, closed.forget_at_ms),
-        RoundClosed(state.chat_id, state.site_id, outcome, lateness_ms, missed_when),
-    ]
-    updates = _closing_updates(state, outcome, now_ms, world)
-    if updates:
-        effects.append(
-            SendPushes(state.chat_id, state.request_id, state.requested_at_ms, updates, report_delivery=False)
-        )
-    return effects
-
-
-def _miss(state: PendingRound, now_ms: int, world: World, last_event_ms: int = -1) -> list[Effect]:
-    notified = state.notified
-    lateness_ms = max(0, now_ms - state.deadline_ms)
-    late = lateness_ms > world.policy.chatbot_max_delay_ms
-    if state.expired_on_arrival:
-        when = MissedWhen.EXPIRED_ON_ARRIVAL
-    else:
-        when = MissedWhen.LATE if late else MissedWhen.IN_TIME
-    effects: list[Effect] = [
-        EmitMissed(
-            event_id=f"{state.request_id}:missed",
-            chat_id=state.chat_id,
-            site_id=state.site_id,
-            requested_at_ms=state.requested_at_ms,
-            deadline_ms=state.deadline_ms,
-            missed_at_ms=now_ms,
-            agents_notified=len({ref.agent_id for ref in notified}),
-            devices_notified=len(notified),
-            late=late,
-            expired_on_arrival=state.expired_on_arrival,
-        )
-    ]
-    site = world.sites.last_known(state.site_id)
-    if late:
-        effects.append(Noted(NoteWhy.MISSED_WITHOUT_CHATBOT, state.chat_id, state.site_id))
-    else:
-        if site is None:
-            effects.append(Noted(NoteWhy.MISSED_WITHOUT_SITE, state.chat_id, state.site_id))
-        effects.append(
-            EmitChatbotMessage(
-                event_id=f"{state.request_id}:chatbot",
-                chat_id=state.chat_id,
-                site_id=state.site_id,
-                text=missed_message_text(site),
-                contact_email=site.contact_email if site is not None else None,
-                contact_phone=site.contact_phone if site is not None else None,
-                sent_at_ms=now_ms,
-            )
-        )
-    return effects + _close(state, Outcome.MISSED, now_ms, world, lateness_ms, last_event_ms, when)
-
-
-def _closing_updates(
-    state: PendingRound, outcome: Outcome, now_ms: int, world: World
-) -> tuple[AddressedPush, ...]:
-    if not world.policy.closing_updates:
-        return ()
-    data = {
-        "type": PushKind.HANDOFF_CLOSED.value,
-        "chat_id": state.chat_id,
-        "site_id": state.site_id,
-        "request_id": state.request_id,
-        "outcome": outcome.value,
-    }
-    template = Push(
-        provider=Provider.FCM,
-        token="",
-        kind=PushKind.HANDOFF_CLOSED,
-        collapse_id=state.chat_id,
-        expires_at_ms=now_ms + world.policy.closing_update_ttl_ms,
-        data=data,
-    )
-    return _address(template, state.may_show, world)
