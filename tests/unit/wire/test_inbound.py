@@ -53,8 +53,11 @@ def test_join_and_end_decode() -> None:
     ended = envelope(
         "livechat.chat.ended", {"chat_id": "c1", "site_id": "s1", "ended_at": AT, "reason": "bye"}
     )
-    assert isinstance(clean(decode_chat_event(b"c1", joined, NOW, LIMITS)), AgentJoined)
-    assert isinstance(clean(decode_chat_event(b"c1", ended, NOW, LIMITS)), ChatEnded)
+    at_ms = 1_800_000_000_000
+    assert clean(decode_chat_event(b"c1", joined, NOW, LIMITS)) == AgentJoined(
+        "ev-1", "c1", "s1", "a1", at_ms
+    )
+    assert clean(decode_chat_event(b"c1", ended, NOW, LIMITS)) == ChatEnded("ev-1", "c1", "s1", at_ms, "bye")
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,19 @@ from typing import Any
 import pytest
 
 from service.domain.events import HandoffRequested, SiteSnapshot
-from service.wire.inbound import REPAIRABLE, SITE_UPDATED, DecodeLimits, decode_chat_event, decode_site
+from service.wire.inbound import (
+    HANDOFF_REQUESTED,
+    REPAIRABLE,
+    SITE_UPDATED,
+    DecodeLimits,
+    decode_chat_event,
+    decode_site,
+)
 from service.wire.rejection import Reason, Rejection
-from service.wire.repair import Decoded, Repair, RepairAction, RepairedField, described, truncated
+from service.wire.repair import Decoded, Repair, described, truncated
 
 LIMITS = DecodeLimits(max_time_to_accept_s=3_600)
 NOW = 1_800_000_000_000 + 10_000
-F, A = RepairedField, RepairAction
 GOOD_CONTACT = {"email": "hi@alpine.example", "phone": "+41"}
 
 
@@ -284,7 +290,39 @@ def test_truncation_keeps_short_texts_and_cuts_on_a_character_boundary() -> None
     assert len(truncated("x" * 10, 5)) == 5
 
 
-def test_every_declared_repair_is_a_known_field_and_action() -> None:
-    for repairs in REPAIRABLE.values():
-        assert len(set(repairs)) == len(repairs)
-        assert all(isinstance(r, Repair) and r.field in F and r.action in A for r in repairs)
+# One record per repair the decoders declare: each must really make it, so no metric label
+# series is initialised for a repair that can never happen (and every one can be alerted on).
+MAKES_EACH_REPAIR = {
+    SITE_UPDATED: [
+        site_value(name="x" * 201),
+        site_value(name=""),
+        site_value(time_to_accept_seconds=3_601),
+        site_value(time_to_accept_seconds=0),
+        site_value(contact="hi@alpine.example"),
+        site_value(contact={"email": 1}),
+        site_value(contact={"phone": 1}),
+        site_value(missed_message=7),
+    ],
+    HANDOFF_REQUESTED: [
+        handoff(visitor="Ada"),
+        handoff(visitor={"name": "x" * 1001}),
+        handoff(visitor={"name": 1}),
+        handoff(time_to_accept_seconds=0),
+    ],
+}
+
+
+def test_the_declared_repairs_are_exactly_those_the_decoders_make() -> None:
+    made: dict[str, list[Repair]] = {}
+    for value in MAKES_EACH_REPAIR[SITE_UPDATED]:
+        result = decode_site(b"s1", value, LIMITS)
+        assert isinstance(result, Decoded), result
+        made.setdefault(SITE_UPDATED, []).extend(result.repairs)
+    for value in MAKES_EACH_REPAIR[HANDOFF_REQUESTED]:
+        result = decode_chat_event(b"c1", value, NOW, LIMITS)
+        assert isinstance(result, Decoded), result
+        made.setdefault(HANDOFF_REQUESTED, []).extend(result.repairs)
+    assert {name: sorted(set(repairs), key=str) for name, repairs in made.items()} == {
+        name: sorted(repairs, key=str) for name, repairs in REPAIRABLE.items()
+    }
+    assert all(len(set(repairs)) == len(repairs) for repairs in REPAIRABLE.values()), "declared twice"
