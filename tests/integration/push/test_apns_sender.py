@@ -15,12 +15,14 @@ from structlog.testing import capture_logs
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.apns import ApnsFake, ApnsFault
-from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, OutcomeKind, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import apns
 from service.push.apns import ApnsSender
 from service.push.apns_payload import ApnsNotification
 from service.push.limits import ELLIPSIS, collapse_id_for
+from tests import pushes
+from tests.clocks import ShiftedClock
 
 TOPIC = "com.example.livechat.agent"
 
@@ -28,19 +30,20 @@ MakeSender = Callable[..., Awaitable[ApnsSender]]
 MakeFake = Callable[..., Awaitable[ApnsFake]]
 
 
-def apns_push(token: str = "a0", kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
-    values: dict[str, Any] = {
-        "provider": Provider.APNS,
-        "token": token,
-        "kind": kind,
-        "collapse_id": "chat-42",
-        "expires_at_ms": time.time_ns() // 1_000_000 + 60_000,
-        "data": {"chat_id": "chat-42"},
-        "title": "A visitor is waiting",
-        "body": "Someone asks for a human",
-    }
-    values.update(overrides)
-    return Push(**values)
+def apns_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    """The shared factory's push, for production and expiring a minute after the real clock's now
+    (the sender computes the TTL from it)."""
+    return pushes.apns_push(
+        kind,
+        **{
+            "token": "a0",
+            "expires_at_ms": time.time_ns() // 1_000_000 + 60_000,
+            "data": {"chat_id": "chat-42"},
+            "body": "Someone asks for a human",
+            "apns_environment": ApnsEnvironment.PRODUCTION,
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ async def sender(make_sender: MakeSender) -> ApnsSender:
 async def test_handoff_request_arrives_as_an_alert_with_collapse_id_and_expiration(
     sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
 ) -> None:
-    push = apns_push("a1")
+    push = apns_push(token="a1")
 
     outcome = await sender.send(push)
 
@@ -133,7 +136,7 @@ async def test_handoff_request_arrives_as_an_alert_with_collapse_id_and_expirati
 
 
 async def test_handoff_closed_arrives_as_a_background_push(sender: ApnsSender, production: ApnsFake) -> None:
-    push = apns_push("a2", PushKind.HANDOFF_CLOSED, title=None, body=None)
+    push = apns_push(PushKind.HANDOFF_CLOSED, token="a2", title=None, body=None)
 
     outcome = await sender.send(push)
 
@@ -149,8 +152,8 @@ async def test_sandbox_pushes_go_to_the_sandbox_endpoint(
     sender: ApnsSender, production: ApnsFake, sandbox: ApnsFake
 ) -> None:
     outcomes = await asyncio.gather(
-        sender.send(apns_push("b1", apns_environment=ApnsEnvironment.SANDBOX)),
-        sender.send(apns_push("b2", apns_environment=ApnsEnvironment.PRODUCTION)),
+        sender.send(apns_push(token="b1", apns_environment=ApnsEnvironment.SANDBOX)),
+        sender.send(apns_push(token="b2", apns_environment=ApnsEnvironment.PRODUCTION)),
     )
 
     assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
@@ -187,8 +190,8 @@ async def test_each_apns_answer_maps_to_its_outcome(
     sandbox.set_fault("c0", fault)
 
     with capture_logs() as logs:
-        assert await sender.send(apns_push("c0")) == expected
-        assert await sender.send(apns_push("c1")) == PushOutcome(OutcomeKind.DELIVERED)
+        assert await sender.send(apns_push(token="c0")) == expected
+        assert await sender.send(apns_push(token="c1")) == PushOutcome(OutcomeKind.DELIVERED)
 
     # The sender classifies; the fan-out logs each outcome once (push_outcomes.py).
     assert [line for line in logs if line["event"].startswith("push_")] == []
@@ -215,7 +218,7 @@ async def test_the_fake_refuses_what_apple_refuses(
 
     monkeypatch.setattr(apns, "build_notification", unlimited)
 
-    assert await sender.send(apns_push("d0")) == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+    assert await sender.send(apns_push(token="d0")) == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
     assert production.requests.items == ["d0"]
 
 
@@ -224,13 +227,13 @@ async def test_a_long_chat_id_is_sent_with_its_derived_collapse_id(
 ) -> None:
     chat_id = "x" * 65
 
-    assert await sender.send(apns_push("d1", collapse_id=chat_id)) == PushOutcome(OutcomeKind.DELIVERED)
+    assert await sender.send(apns_push(token="d1", collapse_id=chat_id)) == PushOutcome(OutcomeKind.DELIVERED)
     [received] = production.notifications.items
     assert received.collapse_id == collapse_id_for(chat_id)
 
 
 async def test_huge_texts_are_cut_to_fit_and_delivered(sender: ApnsSender, production: ApnsFake) -> None:
-    push = apns_push("d2", title="Live chat request · " + "観" * 200, body="😀" * 1000)
+    push = apns_push(token="d2", title="Live chat request · " + "観" * 200, body="😀" * 1000)
 
     assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
     [received] = production.notifications.items
@@ -241,7 +244,7 @@ async def test_huge_texts_are_cut_to_fit_and_delivered(sender: ApnsSender, produ
 async def test_data_too_big_for_apple_is_a_request_bug_without_a_request(
     sender: ApnsSender, production: ApnsFake
 ) -> None:
-    outcome = await sender.send(apns_push("d3", data={"blob": "x" * 4100}))
+    outcome = await sender.send(apns_push(token="d3", data={"blob": "x" * 4100}))
 
     assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
     assert production.requests.items == []
@@ -264,16 +267,16 @@ async def test_a_hang_times_out_resets_the_stream_and_frees_its_slot(
     # block every later push on this sender.
     narrow = await make_fake("narrow", max_concurrent_streams=1)
     sender = await make_sender(production_url=narrow.url, timeout_s=0.5, max_connections=1)
-    assert (await sender.send(apns_push("e0"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(apns_push(token="e0"))).kind is OutcomeKind.DELIVERED
     narrow.set_fault("e1", ApnsFault(hang=True))
 
     started = time.monotonic()
-    outcome = await sender.send(apns_push("e1"))
+    outcome = await sender.send(apns_push(token="e1"))
 
     assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
     assert 0.45 < time.monotonic() - started < 2.0
     await narrow.resets.wait_for(lambda resets: len(resets) == 1, timeout=5)
-    assert (await sender.send(apns_push("e2"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(apns_push(token="e2"))).kind is OutcomeKind.DELIVERED
     assert narrow.connections_accepted == 1
 
 
@@ -282,8 +285,8 @@ async def test_a_dropped_connection_is_retry_later_and_the_next_push_reconnects(
 ) -> None:
     production.set_fault("f0", ApnsFault(drop_connection=True))
 
-    dropped = await sender.send(apns_push("f0"))
-    after = await sender.send(apns_push("f1"))
+    dropped = await sender.send(apns_push(token="f0"))
+    after = await sender.send(apns_push(token="f1"))
 
     assert dropped == PushOutcome(OutcomeKind.RETRY_LATER, "connection_error")
     assert after.kind is OutcomeKind.DELIVERED
@@ -292,11 +295,11 @@ async def test_a_dropped_connection_is_retry_later_and_the_next_push_reconnects(
 
 async def test_an_outage_is_retry_later_until_it_ends(sender: ApnsSender, production: ApnsFake) -> None:
     production.set_outage(ApnsFault(503, "ServiceUnavailable"))
-    during = await asyncio.gather(*(sender.send(apns_push(f"{i:02x}")) for i in range(5)))
+    during = await asyncio.gather(*(sender.send(apns_push(token=f"{i:02x}")) for i in range(5)))
     production.set_outage(None)
 
     assert set(during) == {PushOutcome(OutcomeKind.RETRY_LATER, "ServiceUnavailable")}
-    assert (await sender.send(apns_push("ff"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(apns_push(token="ff"))).kind is OutcomeKind.DELIVERED
 
 
 async def test_an_unreachable_endpoint_is_retry_later(make_sender: MakeSender, production: ApnsFake) -> None:
@@ -311,9 +314,9 @@ async def test_max_concurrent_streams_is_respected_under_load(
 ) -> None:
     narrow = await make_fake("narrow", max_concurrent_streams=4, latency_s=0.02)
     sender = await make_sender(production_url=narrow.url, max_connections=1)
-    await sender.send(apns_push("00"))  # the first answer carries the server's SETTINGS
+    await sender.send(apns_push(token="00"))  # the first answer carries the server's SETTINGS
 
-    outcomes = await asyncio.gather(*(sender.send(apns_push(f"{i:04x}")) for i in range(40)))
+    outcomes = await asyncio.gather(*(sender.send(apns_push(token=f"{i:04x}")) for i in range(40)))
 
     assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
     assert narrow.peak_streams <= 4
@@ -332,14 +335,15 @@ async def test_thousands_of_error_answers_on_one_connection_keep_flowing(
 
     outcomes: list[PushOutcome] = []
     for start in range(0, len(tokens), 100):
-        outcomes += await asyncio.gather(*(sender.send(apns_push(t)) for t in tokens[start : start + 100]))
+        batch = tokens[start : start + 100]
+        outcomes += await asyncio.gather(*(sender.send(apns_push(token=t)) for t in batch))
 
     assert {o.kind for o in outcomes} == {OutcomeKind.TOKEN_DEAD}
     assert production.connections_accepted == 1
 
 
 async def test_one_provider_token_serves_a_connection(sender: ApnsSender, production: ApnsFake) -> None:
-    outcomes = await asyncio.gather(*(sender.send(apns_push(f"{i:02x}")) for i in range(50)))
+    outcomes = await asyncio.gather(*(sender.send(apns_push(token=f"{i:02x}")) for i in range(50)))
 
     assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
     assert production.provider_tokens_seen == production.connections_accepted == 1
@@ -366,8 +370,8 @@ async def test_a_production_device_whose_token_is_a_sandbox_token_is_delivered_t
 ) -> None:
     production.set_fault("5a", ApnsFault(400, "BadDeviceToken"))  # Apple's answer for a sandbox token
 
-    outcome = await sender.send(apns_push("5a"))
-    again = await sender.send(apns_push("5a"))
+    outcome = await sender.send(apns_push(token="5a"))
+    again = await sender.send(apns_push(token="5a"))
 
     expected = PushOutcome(OutcomeKind.DELIVERED, actual_environment=ApnsEnvironment.SANDBOX)
     assert (outcome, again) == (expected, expected), "still a mismatch while the snapshot is wrong"
@@ -380,7 +384,7 @@ async def test_a_sandbox_device_whose_token_is_a_production_token_is_delivered_t
 ) -> None:
     sandbox.set_fault("5b", ApnsFault(400, "BadDeviceToken"))
 
-    outcome = await sender.send(apns_push("5b", apns_environment=ApnsEnvironment.SANDBOX))
+    outcome = await sender.send(apns_push(token="5b", apns_environment=ApnsEnvironment.SANDBOX))
 
     assert outcome == PushOutcome(OutcomeKind.DELIVERED, actual_environment=ApnsEnvironment.PRODUCTION)
     assert [n.token for n in production.notifications.items] == ["5b"]
@@ -392,7 +396,7 @@ async def test_a_token_unknown_in_both_environments_is_dead(
     for fake in (production, sandbox):
         fake.set_fault("5c", ApnsFault(400, "BadDeviceToken"))
 
-    assert await sender.send(apns_push("5c")) == PushOutcome(OutcomeKind.TOKEN_DEAD, "BadDeviceToken")
+    assert await sender.send(apns_push(token="5c")) == PushOutcome(OutcomeKind.TOKEN_DEAD, "BadDeviceToken")
     assert (production.requests.items, sandbox.requests.items) == (["5c"], ["5c"])
 
 
@@ -402,27 +406,14 @@ async def test_a_bad_device_token_is_not_dropped_while_the_other_environment_can
     production.set_fault("5d", ApnsFault(400, "BadDeviceToken"))
     sandbox.set_outage(ApnsFault(503, "ServiceUnavailable"))
 
-    outcome = await sender.send(apns_push("5d"))
+    outcome = await sender.send(apns_push(token="5d"))
 
     assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "BadDeviceToken;sandbox:ServiceUnavailable")
     sandbox.set_outage(None)
-    assert (await sender.send(apns_push("5d"))).actual_environment is ApnsEnvironment.SANDBOX
+    assert (await sender.send(apns_push(token="5d"))).actual_environment is ApnsEnvironment.SANDBOX
 
 
 # -- the provider token --------------------------------------------------------------------------
-
-
-class ShiftedClock:
-    """The real clock, with monotonic time moved ahead at will (`iat` stays real for the fakes)."""
-
-    def __init__(self) -> None:
-        self.ahead_s = 0.0
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.ahead_s
 
 
 async def test_all_connections_in_both_environments_share_one_provider_token(
@@ -433,12 +424,12 @@ async def test_all_connections_in_both_environments_share_one_provider_token(
         production.set_fault(token, ApnsFault(drop_connection=True))
 
     outcomes = [
-        await sender.send(apns_push("00")),
-        await sender.send(apns_push("d0")),
-        await sender.send(apns_push("01")),
-        await sender.send(apns_push("d1")),
-        await sender.send(apns_push("02")),
-        await sender.send(apns_push("ab", apns_environment=ApnsEnvironment.SANDBOX)),
+        await sender.send(apns_push(token="00")),
+        await sender.send(apns_push(token="d0")),
+        await sender.send(apns_push(token="01")),
+        await sender.send(apns_push(token="d1")),
+        await sender.send(apns_push(token="02")),
+        await sender.send(apns_push(token="ab", apns_environment=ApnsEnvironment.SANDBOX)),
     ]
 
     assert [o.kind for o in outcomes] == [
@@ -460,12 +451,12 @@ async def test_the_provider_token_is_re_signed_after_40_minutes_not_before(
     clock = ShiftedClock()
     sender = await make_sender(clock=clock)
 
-    await sender.send(apns_push("01"))
+    await sender.send(apns_push(token="01"))
     clock.ahead_s = 39 * 60 + 59
-    await sender.send(apns_push("02"))
+    await sender.send(apns_push(token="02"))
     assert production.provider_tokens_seen == 1
     clock.ahead_s = 40 * 60
-    outcome = await sender.send(apns_push("03"))
+    outcome = await sender.send(apns_push(token="03"))
 
     assert outcome.kind is OutcomeKind.DELIVERED, "the fake accepts the re-signed token"
     assert production.provider_tokens_seen == 2
@@ -477,9 +468,9 @@ async def test_provider_token_refusals_make_the_credentials_unhealthy_until_one_
 ) -> None:
     production.set_outage(ApnsFault(403, "ExpiredProviderToken"))
     for _ in range(3):
-        assert (await sender.send(apns_push("07"))).reason == "ExpiredProviderToken"
+        assert (await sender.send(apns_push(token="07"))).reason == "ExpiredProviderToken"
     assert (sender.auth.ok, sender.auth.consecutive_failures) == (False, 3)
 
     production.set_outage(None)
-    assert (await sender.send(apns_push("07"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(apns_push(token="07"))).kind is OutcomeKind.DELIVERED
     assert (sender.auth.ok, sender.auth.failures_total, sender.auth.consecutive_failures) == (True, 3, 0)

@@ -16,42 +16,35 @@ from structlog.testing import capture_logs
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.fcm import MAX_PAYLOAD_BYTES, FcmFake, FcmFault, TokenFault, payload_size
-from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import OutcomeKind, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import fcm
 from service.push.fcm import FCM_ENDPOINT, FcmSender
 from service.push.fcm_payload import encode_body
 from service.push.fcm_token import AccessToken
 from service.push.limits import ELLIPSIS, collapse_id_for
+from tests import pushes
+from tests.clocks import T0_MS, ManualClock
 from tests.integration.kafka_helpers import eventually
 
 PROJECT = "livechat-notifier-test"
-NOW_MS = 1_800_000_000_000
+NOW_MS = T0_MS
 
 MakeSender = Callable[..., Awaitable[FcmSender]]
 
 
-class FixedClock:
-    def now_ms(self) -> int:
-        return NOW_MS
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-def fcm_push(token: str = "token-1", kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
-    values: dict[str, Any] = {
-        "provider": Provider.FCM,
-        "token": token,
-        "kind": kind,
-        "collapse_id": "chat-42",
-        "expires_at_ms": NOW_MS + 30_400,
-        "data": {"chat_id": "chat-42"},
-        "title": "A visitor is waiting",
-        "body": "Someone asks for a human",
-    }
-    values.update(overrides)
-    return Push(**values)
+def fcm_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
+    """The shared factory's push, with what these tests assert on the wire (a 30 s TTL)."""
+    return pushes.fcm_push(
+        kind,
+        **{
+            "token": "token-1",
+            "expires_at_ms": NOW_MS + 30_400,
+            "data": {"chat_id": "chat-42"},
+            "body": "Someone asks for a human",
+            **overrides,
+        },
+    )
 
 
 def closed_port() -> int:
@@ -80,7 +73,7 @@ async def make_sender(fcm_fake: FcmFake, credentials: GeneratedCredentials) -> A
     async def make(*, endpoint: str | None = None, timeout_s: float = 5.0, **kwargs: Any) -> FcmSender:
         sender = await FcmSender.create(
             service_account_file=kwargs.pop("service_account_file", credentials.fcm_service_account),
-            clock=FixedClock(),
+            clock=ManualClock(),
             endpoint=endpoint or fcm_fake.url,
             timeout_s=timeout_s,
             **kwargs,
@@ -199,7 +192,7 @@ async def test_each_fcm_error_maps_to_its_outcome_after_exactly_one_attempt(
     fcm_fake.set_fault("bad-token", fault)
 
     with capture_logs() as logs:
-        outcome = await sender.send(fcm_push("bad-token"))
+        outcome = await sender.send(fcm_push(token="bad-token"))
 
     assert outcome == expected
     # The sender classifies; the fan-out logs each outcome once (push_outcomes.py).
@@ -212,7 +205,7 @@ async def test_each_fcm_error_maps_to_its_outcome_after_exactly_one_attempt(
 async def test_other_tokens_are_unaffected_by_a_token_fault(sender: FcmSender, fcm_fake: FcmFake) -> None:
     fcm_fake.set_fault("dead", FcmFault("UNREGISTERED"))
 
-    outcomes = await asyncio.gather(sender.send(fcm_push("dead")), sender.send(fcm_push("alive")))
+    outcomes = await asyncio.gather(sender.send(fcm_push(token="dead")), sender.send(fcm_push(token="alive")))
 
     assert [o.kind for o in outcomes] == [OutcomeKind.TOKEN_DEAD, OutcomeKind.DELIVERED]
 
@@ -221,9 +214,9 @@ async def test_an_outage_is_retry_later_for_everyone_until_it_ends(
     sender: FcmSender, fcm_fake: FcmFake
 ) -> None:
     fcm_fake.set_outage(FcmFault("UNAVAILABLE", retry_after="120"))
-    during = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(5)))
+    during = await asyncio.gather(*(sender.send(fcm_push(token=f"t{i}")) for i in range(5)))
     fcm_fake.set_outage(None)
-    after = await sender.send(fcm_push("t0"))
+    after = await sender.send(fcm_push(token="t0"))
 
     assert set(during) == {PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE", 120.0)}
     assert after.kind is OutcomeKind.DELIVERED
@@ -235,8 +228,8 @@ async def test_one_token_fetch_serves_many_concurrent_sends(
     fcm_fake.latency_s = 0.02
     sender = await make_sender()
 
-    outcomes = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(60)))
-    outcomes += [await sender.send(fcm_push("t-later"))]
+    outcomes = await asyncio.gather(*(sender.send(fcm_push(token=f"t{i}")) for i in range(60)))
+    outcomes += [await sender.send(fcm_push(token="t-later"))]
 
     assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
     assert len(fcm_fake.messages.items) == 61
@@ -250,8 +243,8 @@ async def test_a_token_near_expiry_is_refreshed_in_the_background(
     fcm_fake.token_lifetime_s = 200
     sender = await make_sender()
 
-    first = await sender.send(fcm_push("t1"))  # waits for the token the sender fetches at start
-    second = await sender.send(fcm_push("t2"))  # stale: sent with it while a new one is fetched
+    first = await sender.send(fcm_push(token="t1"))  # waits for the token the sender fetches at start
+    second = await sender.send(fcm_push(token="t2"))  # stale: sent with it while a new one is fetched
 
     assert [first.kind, second.kind] == [OutcomeKind.DELIVERED, OutcomeKind.DELIVERED]
     # Each send that finds the token stale starts a background refresh if none is running.
@@ -274,16 +267,16 @@ async def test_a_rejected_access_token_is_replaced_before_the_next_send(
 
 async def test_a_hanging_fcm_times_out_as_retry_later(make_sender: MakeSender, fcm_fake: FcmFake) -> None:
     sender = await make_sender(timeout_s=0.5)
-    await sender.send(fcm_push("warm-up"))  # fetches the token outside the measured send
+    await sender.send(fcm_push(token="warm-up"))  # fetches the token outside the measured send
     fcm_fake.set_fault("hangs", FcmFault(hang=True))
 
     started = time.monotonic()
-    outcome = await sender.send(fcm_push("hangs"))
+    outcome = await sender.send(fcm_push(token="hangs"))
     elapsed = time.monotonic() - started
 
     assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
     assert 0.45 < elapsed < 2.0
-    assert (await sender.send(fcm_push("fine"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(fcm_push(token="fine"))).kind is OutcomeKind.DELIVERED
 
 
 async def test_waiting_for_a_slow_access_token_never_outlasts_the_send_timeout(
@@ -293,7 +286,7 @@ async def test_waiting_for_a_slow_access_token_never_outlasts_the_send_timeout(
     sender = await make_sender(timeout_s=0.5, token_retry_base_s=0.05)
 
     started = time.monotonic()
-    outcome = await sender.send(fcm_push("first"))
+    outcome = await sender.send(fcm_push(token="first"))
     elapsed = time.monotonic() - started
 
     assert outcome == PushOutcome(OutcomeKind.RETRY_LATER, "timeout")
@@ -301,7 +294,7 @@ async def test_waiting_for_a_slow_access_token_never_outlasts_the_send_timeout(
     # The token request itself timed out too; once the endpoint is quick, the retries get one.
     fcm_fake.token_latency_s = 0.0
     await fcm_fake.token_requests.wait_for(lambda issued: len(issued) >= 1, 10.0)
-    assert (await sender.send(fcm_push("later"))).kind is OutcomeKind.DELIVERED
+    assert (await sender.send(fcm_push(token="later"))).kind is OutcomeKind.DELIVERED
 
 
 async def test_only_the_time_the_token_wait_left_bounds_the_request(
@@ -363,7 +356,10 @@ async def test_senders_keep_their_own_endpoints_and_google_stays_the_default(
         first = await make_sender()
         second = await make_sender(endpoint=other_fake.url, service_account_file=other.fcm_service_account)
 
-        outcomes = [await first.send(fcm_push("to-first")), await second.send(fcm_push("to-second"))]
+        outcomes = [
+            await first.send(fcm_push(token="to-first")),
+            await second.send(fcm_push(token="to-second")),
+        ]
 
         assert {o.kind for o in outcomes} == {OutcomeKind.DELIVERED}
         assert [m.token for m in fcm_fake.messages.items] == ["to-first"]
@@ -373,7 +369,7 @@ async def test_senders_keep_their_own_endpoints_and_google_stays_the_default(
 
 async def test_a_missing_service_account_file_fails_creation(tmp_path: Path) -> None:
     with pytest.raises(PushConfigurationError, match="service account"):
-        await FcmSender.create(service_account_file=tmp_path / "missing.json", clock=FixedClock())
+        await FcmSender.create(service_account_file=tmp_path / "missing.json", clock=ManualClock())
 
 
 class CountedToken(AccessToken):
@@ -427,7 +423,7 @@ async def test_token_fetch_failures_are_retried_in_the_background_and_surface_in
 
     # Sends fail at once with the reason instead of each starting a fetch of their own.
     before = len(fcm_fake.token_attempts.items)
-    outcomes = await asyncio.gather(*(sender.send(fcm_push(f"t{i}")) for i in range(20)))
+    outcomes = await asyncio.gather(*(sender.send(fcm_push(token=f"t{i}")) for i in range(20)))
     assert set(outcomes) == {refused}
     assert len(fcm_fake.token_attempts.items) - before <= 1, "a fetch per send"
     assert fcm_fake.attempts.items == []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aioapns import PushType
 
-from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, PushKind, PushOutcome
 from service.push.apns_payload import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
@@ -28,24 +28,10 @@ from service.push.limits import (
     PayloadTooLargeError,
     collapse_id_for,
 )
+from tests.clocks import T0_MS
+from tests.pushes import apns_push
 
-NOW_MS = 1_800_000_000_000
-
-
-def apns_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
-    values: dict[str, Any] = {
-        "provider": Provider.APNS,
-        "token": "a1b2c3",
-        "kind": kind,
-        "collapse_id": "chat-42",
-        "expires_at_ms": NOW_MS + 45_999,
-        "data": {"chat_id": "chat-42", "site_id": "site-1"},
-        "title": "A visitor is waiting",
-        "body": "Alpine Tours: someone asks for a human",
-        "apns_environment": ApnsEnvironment.SANDBOX,
-    }
-    values.update(overrides)
-    return Push(**values)
+NOW_MS = T0_MS
 
 
 def test_handoff_request_is_an_immediate_alert_collapsed_per_chat() -> None:

@@ -21,20 +21,10 @@ from devtools.credentials import generate_credentials
 from service.domain.push import ApnsEnvironment
 from service.push.apns import ApnsSender
 from service.push.apns_token import APPLE_MAX_AGE_S, APPLE_MIN_REFRESH_S, REFRESH_AFTER_S, ProviderToken
+from tests.clocks import T0_MS, ManualClock
 
 MINUTE = 60
-START_MS = 1_800_000_000_000
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.elapsed_s = 0.0
-
-    def now_ms(self) -> int:
-        return START_MS + int(self.elapsed_s * 1000)
-
-    def monotonic(self) -> float:
-        return 5_000.0 + self.elapsed_s
+START_MS = T0_MS
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +61,7 @@ def test_the_token_is_kept_for_the_interval_then_re_signed_with_the_clocks_time(
             signed_at.append(clock.elapsed_s)
         age = clock.elapsed_s - signed_at[-1]
         assert age < APPLE_MAX_AGE_S, "a token older than 60 minutes was used"
-        clock.elapsed_s += 30
+        clock.advance(30)
 
     intervals = [later - earlier for earlier, later in itertools.pairwise(signed_at)]
     assert intervals, "the token was never re-signed"

@@ -24,37 +24,14 @@ from service.domain.push import (
 from service.domain.reports import DeviceRejected, FanOutFinished, FanOutReport
 from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.fanout import FanOut, RetryPolicy
+from service.push.fanout import FanOut
+from service.push.push_outcomes import RetryPolicy
 from service.push.push_queue import QUEUED_PUSH_OVERHEAD_B
+from tests.clocks import LoopClock, ManualClock
 
 NOW = 1_800_000_000_000
 ALERT = PushKind.HANDOFF_REQUESTED
 CLOSED = PushKind.HANDOFF_CLOSED
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.ms = NOW
-
-    def now_ms(self) -> int:
-        return self.ms
-
-    def monotonic(self) -> float:
-        return self.ms / 1000
-
-
-class LoopClock:
-    """Wall time that moves with the event loop's clock (for the fan-out's expiry timer)."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._start = self._loop.time()
-
-    def now_ms(self) -> int:
-        return NOW + int((self._loop.time() - self._start) * 1000)
-
-    def monotonic(self) -> float:
-        return self._loop.time()
 
 
 class ScriptedSender:
@@ -97,7 +74,7 @@ def job(*tokens: tuple[str, Provider], expires_at_ms: int = NOW + 60_000) -> Sen
 
 
 async def run_fan_out(
-    senders: list[ScriptedSender], work: SendPushes, clock: StepClock | None = None, **kw: object
+    senders: list[ScriptedSender], work: SendPushes, clock: ManualClock | None = None, **kw: object
 ) -> list[FanOutReport]:
     reports: list[FanOutReport] = []
     finished = asyncio.Event()
@@ -110,7 +87,7 @@ async def run_fan_out(
     fan_out = FanOut(
         {s.provider: s for s in senders},
         Metrics([]),
-        clock or StepClock(),
+        clock or ManualClock(),
         report,
         retry=RetryPolicy(base_s=0.001, cap_s=0.002, max_attempts=4),
         **kw,  # type: ignore[arg-type]
@@ -156,7 +133,7 @@ async def test_transient_failures_are_retried_until_delivered() -> None:
 
 
 async def test_retries_stop_at_the_push_expiry() -> None:
-    clock = StepClock()
+    clock = ManualClock()
     fcm = ScriptedSender(
         Provider.FCM, {"slow": [PushOutcome(OutcomeKind.RETRY_LATER, "QUOTA", retry_after_s=120)]}
     )
@@ -270,7 +247,7 @@ def finished(reports: list[FanOutReport]) -> list[FanOutFinished]:
 async def test_pushes_wait_for_a_slot_earliest_expiry_first() -> None:
     fcm = BlockingSender(Provider.FCM)
     reports: list[FanOutReport] = []
-    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), StepClock(), reports.append, max_in_flight=1)
+    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), ManualClock(), reports.append, max_in_flight=1)
 
     fan_out.submit(3, alerts(("busy", Provider.FCM, NOW + 90_000), chat="c0"))
     await until(lambda: len(fcm.sent) == 1)
@@ -289,7 +266,7 @@ async def test_a_burst_far_beyond_the_slots_is_delivered_completely_nothing_shed
     metrics = Metrics([])
     reports: list[FanOutReport] = []
     fan_out = FanOut(
-        {s.provider: s for s in (fcm, apns)}, metrics, StepClock(), reports.append, max_in_flight=2
+        {s.provider: s for s in (fcm, apns)}, metrics, ManualClock(), reports.append, max_in_flight=2
     )
     rounds = 200
     for n in range(rounds):
@@ -338,7 +315,7 @@ async def test_past_the_memory_bound_the_fan_out_is_saturated_and_still_drops_no
     reports: list[FanOutReport] = []
     limit = 20 * QUEUED_PUSH_OVERHEAD_B
     fan_out = FanOut(
-        {Provider.FCM: fcm}, metrics, StepClock(), reports.append, max_in_flight=2, max_queue_bytes=limit
+        {Provider.FCM: fcm}, metrics, ManualClock(), reports.append, max_in_flight=2, max_queue_bytes=limit
     )
 
     with capture_logs() as logs:
@@ -370,7 +347,7 @@ async def test_a_closing_update_stops_the_rounds_alerts_and_leaves_the_next_roun
     metrics = Metrics([])
     reports: list[FanOutReport] = []
     fan_out = FanOut(
-        {s.provider: s for s in (fcm, apns)}, metrics, StepClock(), reports.append, max_in_flight=1
+        {s.provider: s for s in (fcm, apns)}, metrics, ManualClock(), reports.append, max_in_flight=1
     )
     expires = NOW + 60_000
     devices = [
@@ -428,7 +405,7 @@ async def test_a_slow_provider_does_not_hold_up_the_other() -> None:
     apns = ScriptedSender(Provider.APNS)
     reports: list[FanOutReport] = []
     fan_out = FanOut(
-        {s.provider: s for s in (fcm, apns)}, Metrics([]), StepClock(), reports.append, max_in_flight=1
+        {s.provider: s for s in (fcm, apns)}, Metrics([]), ManualClock(), reports.append, max_in_flight=1
     )
 
     fan_out.submit(1, job(("busy", Provider.FCM)))
@@ -446,7 +423,7 @@ async def test_a_slow_provider_does_not_hold_up_the_other() -> None:
 async def test_a_lost_partition_stops_its_pushes_without_a_report_and_frees_their_slots() -> None:
     fcm = BlockingSender(Provider.FCM)
     reports: list[FanOutReport] = []
-    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), StepClock(), reports.append, max_in_flight=1)
+    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), ManualClock(), reports.append, max_in_flight=1)
 
     fan_out.submit(1, job(("lost-busy", Provider.FCM), ("lost-queued", Provider.FCM)))
     await until(lambda: len(fcm.sent) == 1)
@@ -471,7 +448,7 @@ async def test_a_token_of_the_other_apns_environment_is_reported_as_a_mismatch_n
     iphone = DeviceRef("agent", "iphone")
     work = replace(work, pushes=(AddressedPush(iphone, work.pushes[0].push),))
 
-    fan_out = FanOut({Provider.APNS: apns}, metrics, StepClock(), reports.append)
+    fan_out = FanOut({Provider.APNS: apns}, metrics, ManualClock(), reports.append)
     with capture_logs() as logs:
         fan_out.submit(3, work)
         await until(lambda: len(reports) == 1)

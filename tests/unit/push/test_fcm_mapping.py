@@ -13,7 +13,7 @@ from firebase_admin import messaging
 from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
 from devtools.fakes.fcm import payload_size as fake_payload_size
-from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, PushKind, PushOutcome
 from service.push.fcm_payload import (
     MAX_TTL_S,
     body_bytes,
@@ -28,24 +28,11 @@ from service.push.fcm_payload import (
 )
 from service.push.fcm_token import outcome_of_token_error
 from service.push.limits import ELLIPSIS, MAX_PAYLOAD_BYTES, PayloadTooLargeError, collapse_id_for
+from tests.clocks import T0_MS
+from tests.pushes import fcm_push
 
-NOW_MS = 1_800_000_000_000
+NOW_MS = T0_MS
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-
-
-def fcm_push(kind: PushKind = PushKind.HANDOFF_REQUESTED, **overrides: Any) -> Push:
-    values: dict[str, Any] = {
-        "provider": Provider.FCM,
-        "token": "registration-token-1",
-        "kind": kind,
-        "collapse_id": "chat-42",
-        "expires_at_ms": NOW_MS + 45_999,
-        "data": {"chat_id": "chat-42", "site_id": "site-1"},
-        "title": "A visitor is waiting",
-        "body": "Alpine Tours: someone asks for a human",
-    }
-    values.update(overrides)
-    return Push(**values)
 
 
 def encoded(message: messaging.Message) -> dict[str, Any]:
