@@ -56,7 +56,8 @@ BASE_PROPERTIES: Mapping[str, str] = {
     "auto.create.topics.enable": "false",
     "group.initial.rebalance.delay.ms": "0",
     # After a SIGKILL the restarted node's registration is refused (DUPLICATE_BROKER_REGISTRATION) until
-    # the old incarnation's session expires: default 9 s, so a kill-and-restart took 12 s instead of 3.
+    # the old incarnation's session expires: a short session makes kill-and-restart tests quick
+    # (figures: docs/benchmarks.md, "The test broker's session timeout").
     "broker.session.timeout.ms": "3000",
     "broker.heartbeat.interval.ms": "500",
     # Small machine: fewer threads, a small log-cleaner buffer (default 128 MiB of a modest heap).

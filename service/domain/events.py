@@ -68,7 +68,7 @@ class SiteSnapshot:
     """Full state of one site, from the compacted sites topic.
 
     Only the ids are sure to be there: the decoder drops a field the site's producer left out or
-    sent unusable (`service/wire/inbound.py`), and the site is still known. None then means
+    sent unusable (`service/wire/snapshots.py`), and the site is still known. None then means
     "not known": no name in the alert and texts, the worker's default time to accept, no such
     contact detail in the chatbot's message."""
 

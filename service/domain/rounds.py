@@ -15,7 +15,8 @@ import msgspec
 
 class DeviceRef(NamedTuple):
     """A NamedTuple rather than a dataclass: a million rounds hold several each, and the
-    changelog decoder builds them directly (0.3 us instead of 1 us apiece)."""
+    changelog decoder builds them directly, several times cheaper (docs/benchmarks.md, "Rounds
+    and device references")."""
 
     agent_id: str
     device_id: str
@@ -29,8 +30,8 @@ class Outcome(StrEnum):
 
 class PendingRound(msgspec.Struct, frozen=True, gc=False):
     """A frozen msgspec Struct rather than a slotted frozen dataclass: a worker holds a million,
-    and each costs 80 B instead of 96 and 0.08 us to build instead of 0.9 us (a frozen
-    dataclass sets every field through `object.__setattr__`). `gc=False`: a round holds only
+    and each is smaller and an order of magnitude faster to build (a frozen dataclass sets every
+    field through `object.__setattr__`; figures: docs/benchmarks.md, "Rounds and device references"). `gc=False`: a round holds only
     strings, ints and tuples of them, so it can be part of no reference cycle and the cyclic
     collector need not track it."""
 

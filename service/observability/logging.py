@@ -1,6 +1,6 @@
 """JSON-lines logs through structlog, configured once by the composition root.
 
-One event name per line (`round_missed`, `push_sent`) with bound context (`chat_id`, `site_id`,
+One event name per line (`round_closed`, `push_sent`) with bound context (`chat_id`, `site_id`,
 `partition`, `offset`). Library loggers (aiokafka, aiohttp) go through the same renderer so
 the output stays one JSON object per line.
 """

@@ -157,8 +157,8 @@ class StateReplay:
         self._max_shared = max_shared
 
     def apply(self, records: Iterable[ChangelogRecord]) -> None:
-        # A restore runs this body a million times: one function, its names bound locally
-        # (a method call per record cost 0.2 us of the 1.5 us a record takes).
+        # A restore runs this body a million times: one function, its names bound locally, since
+        # a method call per record was a measurable share of it (docs/benchmarks.md, "Restore loop").
         states, lists, decode, intern = self.states, self._lists, _DECODER.decode, sys.intern
         for record in records:
             key, value = record.key, record.value

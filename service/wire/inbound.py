@@ -7,7 +7,7 @@ A record is decoded in two steps, never raising: its CloudEvents envelope with `
 (`chat_events.py` for the chat-events topic, `snapshots.py` for the agents and sites topics). The
 result is a domain value with the repairs made to get it (`repair.py`), or a typed `Rejection`
 (`rejection.py`). msgspec was picked over pydantic for this hot path because it validates straight
-from bytes into typed structs, several times faster (docs/benchmarks.md, "Decoding").
+from bytes into typed structs, several times faster (figures: docs/benchmarks.md, "Decoding a chat event").
 
 Only what makes a record unusable rejects it (ids, the request's time, the envelope). An optional
 field that is of the wrong type, too long or out of range is repaired instead — dropped, clamped or
