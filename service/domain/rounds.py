@@ -31,9 +31,9 @@ class Outcome(StrEnum):
 class PendingRound(msgspec.Struct, frozen=True, gc=False):
     """A frozen msgspec Struct rather than a slotted frozen dataclass: a worker holds a million,
     and each is smaller and an order of magnitude faster to build (a frozen dataclass sets every
-    field through `object.__setattr__`; figures: docs/benchmarks.md, "Rounds and device references"). `gc=False`: a round holds only
-    strings, ints and tuples of them, so it can be part of no reference cycle and the cyclic
-    collector need not track it."""
+    field through `object.__setattr__`; figures: docs/benchmarks.md, "Rounds and device
+    references"). `gc=False`: a round holds only strings, ints and tuples of them, so it can be
+    part of no reference cycle and the cyclic collector need not track it."""
 
     request_id: str
     """CloudEvents id of the `handoff_requested` that started the round."""
