@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, assert_never
 
 import msgspec
 
@@ -92,28 +92,39 @@ changelog of all-different lists costs a bounded table on top of the rounds."""
 
 
 def encode_state(state: ChatState) -> bytes:
-    if isinstance(state, PendingRound):
-        first = (
-            state.request_id,
-            state.chat_id,
-            state.site_id,
-            state.requested_at_ms,
-            state.deadline_ms,
-            state.targets,
-            state.delivered,
-            state.visitor_name,
-        )
-        if state.unsure or state.awaiting or state.claimed_at_ms != -1 or state.expired_on_arrival:
-            return _ENCODER.encode(
-                _PendingV2(
-                    *first, state.unsure, state.awaiting, state.claimed_at_ms, state.expired_on_arrival
-                )
+    """A record in the oldest layout that holds the state, so readers of that layout still read it."""
+    match state:
+        case PendingRound():
+            first = (
+                state.request_id,
+                state.chat_id,
+                state.site_id,
+                state.requested_at_ms,
+                state.deadline_ms,
+                state.targets,
+                state.delivered,
+                state.visitor_name,
             )
-        return _ENCODER.encode(_Pending(*first))
-    first_closed = (state.request_id, state.chat_id, state.outcome, state.closed_at_ms, state.forget_at_ms)
-    if state.request_claim_ms == -1 and state.last_event_ms == -1:
-        return _ENCODER.encode(_ClosedV1(*first_closed))
-    return _ENCODER.encode(_Closed(*first_closed, state.request_claim_ms, state.last_event_ms))
+            if state.unsure or state.awaiting or state.claimed_at_ms != -1 or state.expired_on_arrival:
+                return _ENCODER.encode(
+                    _PendingV2(
+                        *first, state.unsure, state.awaiting, state.claimed_at_ms, state.expired_on_arrival
+                    )
+                )
+            return _ENCODER.encode(_Pending(*first))
+        case ClosedRound():
+            first_closed = (
+                state.request_id,
+                state.chat_id,
+                state.outcome,
+                state.closed_at_ms,
+                state.forget_at_ms,
+            )
+            if state.request_claim_ms == -1 and state.last_event_ms == -1:
+                return _ENCODER.encode(_ClosedV1(*first_closed))
+            return _ENCODER.encode(_Closed(*first_closed, state.request_claim_ms, state.last_event_ms))
+        case _:
+            assert_never(state)
 
 
 def decode_state(value: bytes) -> ChatState:

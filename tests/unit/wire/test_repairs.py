@@ -315,13 +315,13 @@ MAKES_EACH_REPAIR = {
 def test_the_declared_repairs_are_exactly_those_the_decoders_make() -> None:
     made: dict[str, list[Repair]] = {}
     for value in MAKES_EACH_REPAIR[SITE_UPDATED]:
-        result = decode_site(b"s1", value, LIMITS)
-        assert isinstance(result, Decoded), result
-        made.setdefault(SITE_UPDATED, []).extend(result.repairs)
+        site = decode_site(b"s1", value, LIMITS)
+        assert isinstance(site, Decoded), site
+        made.setdefault(SITE_UPDATED, []).extend(site.repairs)
     for value in MAKES_EACH_REPAIR[HANDOFF_REQUESTED]:
-        result = decode_chat_event(b"c1", value, NOW, LIMITS)
-        assert isinstance(result, Decoded), result
-        made.setdefault(HANDOFF_REQUESTED, []).extend(result.repairs)
+        request = decode_chat_event(b"c1", value, NOW, LIMITS)
+        assert isinstance(request, Decoded), request
+        made.setdefault(HANDOFF_REQUESTED, []).extend(request.repairs)
     assert {name: sorted(set(repairs), key=str) for name, repairs in made.items()} == {
         name: sorted(repairs, key=str) for name, repairs in REPAIRABLE.items()
     }
