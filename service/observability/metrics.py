@@ -16,7 +16,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from service.domain.effects import IgnoredWhy, MissedWhen, NoteWhy
-from service.domain.push import ApnsEnvironment, AuthHealth, OutcomeKind, Provider, PushKind, SkipReason
+from service.domain.push import (
+    AUTH_FAILURES_BEFORE_UNHEALTHY,
+    ApnsEnvironment,
+    AuthHealth,
+    OutcomeKind,
+    Provider,
+    PushKind,
+    SkipReason,
+)
 from service.domain.rounds import Outcome
 from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, REPAIRABLE, SITE_UPDATED
 from service.wire.rejection import Reason
@@ -248,7 +256,8 @@ class _ProviderAuthCollector(Collector):
         )
         streak = GaugeMetricFamily(
             "notifier_provider_auth_consecutive_failures",
-            "Credential failures since the last success, by provider; at 3 /readyz turns false",
+            "Credential failures since the last success, by provider; "
+            f"at {AUTH_FAILURES_BEFORE_UNHEALTHY} /readyz turns false",
             labels=["provider"],
         )
         for provider, state in health.items():

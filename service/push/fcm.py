@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import firebase_admin
 import structlog
-from firebase_admin import credentials, messaging
+from firebase_admin import credentials
 
 from service.clock import Clock
 from service.domain.push import AuthHealth, OutcomeKind, Provider, Push, PushOutcome
 from service.errors import PushConfigurationError
+from service.push import firebase_encoder
 from service.push.fcm_payload import body_bytes, build_message, outcome_of_answer
 from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
 from service.push.fcm_token import AccessToken
@@ -82,10 +83,10 @@ class FcmSender:
             raise PushConfigurationError(f"FCM endpoint must be a base URL like {FCM_ENDPOINT}: {endpoint!r}")
         if timeout_s <= 0:
             raise PushConfigurationError(f"FCM send timeout must be positive: {timeout_s}")
-        if not callable(getattr(messaging._MessagingService, "encode_message", None)):  # noqa: SLF001
+        if not firebase_encoder.available():
             raise PushConfigurationError(
                 f"firebase-admin {firebase_admin.__version__} no longer has the message encoder "
-                "this sender uses (messaging._MessagingService.encode_message)"
+                f"this sender uses ({firebase_encoder.ENCODER_NAME})"
             )
         try:
             certificate = await asyncio.to_thread(credentials.Certificate, str(service_account_file))

@@ -16,6 +16,7 @@ import msgspec
 from firebase_admin import messaging
 
 from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push import firebase_encoder
 from service.push.limits import collapse_id_for, ensure_fits, fit_texts
 
 MAX_TTL_S: Final = 2_419_200
@@ -135,7 +136,7 @@ def outcome_of_answer(http_status: int, body: object, retry_after: str | None, n
 
 def encode_body(message: messaging.Message) -> dict[str, Any]:
     """The v1 request body, encoded and validated by firebase-admin (ValueError if invalid)."""
-    return {"message": messaging._MessagingService.encode_message(message)}  # noqa: SLF001 -- its encoder
+    return {"message": firebase_encoder.encode_message(message)}
 
 
 _json: Final = msgspec.json.Encoder()

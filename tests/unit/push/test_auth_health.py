@@ -26,11 +26,11 @@ class SenderWithHealth:
         return None
 
 
-def test_credentials_are_unhealthy_after_three_failures_in_a_row() -> None:
-    assert AUTH_FAILURES_BEFORE_UNHEALTHY == 3
+def test_credentials_are_unhealthy_after_enough_failures_in_a_row() -> None:
+    limit = AUTH_FAILURES_BEFORE_UNHEALTHY
     assert AuthHealth().ok
-    assert AuthHealth(failures_total=40, consecutive_failures=2).ok
-    assert not AuthHealth(failures_total=3, consecutive_failures=3).ok
+    assert AuthHealth(failures_total=40, consecutive_failures=limit - 1).ok
+    assert not AuthHealth(failures_total=limit, consecutive_failures=limit).ok
 
 
 def test_auth_metrics_start_at_zero_for_every_provider_and_follow_the_senders() -> None:
