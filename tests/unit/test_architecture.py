@@ -11,6 +11,19 @@ from pathlib import Path
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 CORE = "domain"
 ADAPTERS = frozenset({"kafka", "push", "http", "wire", "state", "observability"})
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"__main__"}),
+    frozenset({"app"}),
+    frozenset({"config_builders"}),
+    frozenset({"kafka", "http"}),
+    frozenset({"partition", "push"}),
+    frozenset({"observability", "state"}),
+    frozenset({"wire"}),
+    frozenset({"domain"}),
+)
+"""Top to bottom, as the README's Design section draws them: a unit imports only lower layers."""
+LEAVES = frozenset({"settings", "clock", "errors", "backoff", "gc_policy"})
+"""Modules any layer may use; they import nothing of the service but each other."""
 
 
 def _unit(module: str) -> str:
@@ -76,8 +89,31 @@ def test_adapters_do_not_import_the_composition_root() -> None:
     assert {unit: names for unit, names in offenders.items() if names} == {}
 
 
+def upward_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Edges from a unit to one of its own layer or a higher one (leaves aside)."""
+    rank = {unit: depth for depth, layer in enumerate(LAYERS) for unit in layer}
+    return sorted(
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if source in rank and target in rank and rank[target] <= rank[source]
+    )
+
+
+def test_every_unit_has_a_place_in_the_drawing() -> None:
+    placed = set().union(*LAYERS) | LEAVES
+    assert set(import_graph()) - placed == set(), "add the new package to LAYERS (and the README)"
+
+
+def test_layers_import_only_downward_and_leaves_import_no_layer() -> None:
+    graph = import_graph()
+    assert upward_edges(graph) == []
+    assert {leaf: sorted(graph[leaf] - LEAVES) for leaf in LEAVES if graph.get(leaf, set()) - LEAVES} == {}
+
+
 def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     """The graph walk itself can fail: a made-up graph with both faults is caught."""
     graph = {"domain": {"push"}, "push": {"observability"}, "observability": {"push"}}
     assert cycles(graph) == [["observability", "push", "observability"]]
     assert graph[CORE] == {"push"}
+    assert upward_edges(graph) == [("domain", "push"), ("observability", "push")]
