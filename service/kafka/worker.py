@@ -93,6 +93,7 @@ class ChatWorker:
             seconds_since_turn=self._clock.monotonic() - self._last_turn,
             now_ms=self._clock.now_ms(),
             last_fetch_ms=self._last_fetches(consumer),
+            holding_for_pushes=self._saturated_since is not None,
         )
 
     @property

@@ -50,3 +50,15 @@ def test_the_fetch_times_are_not_read_while_unsettled_or_stuck() -> None:
 
     assert not ready(settled=False, seconds_since_turn=0.0, now_ms=NOW, last_fetch_ms=Exploding())
     assert not ready(settled=True, seconds_since_turn=60.0, now_ms=NOW, last_fetch_ms=Exploding())
+
+
+def test_a_loop_holding_records_back_for_the_push_queue_stays_ready_while_it_turns() -> None:
+    """Backpressure: no fetch for partitions with records buffered, yet the worker progresses."""
+    stale = [NOW - STALL_AFTER_MS - 60_000]
+    assert not ready(settled=True, seconds_since_turn=0.1, now_ms=NOW, last_fetch_ms=stale)
+    assert ready(
+        settled=True, seconds_since_turn=0.1, now_ms=NOW, last_fetch_ms=stale, holding_for_pushes=True
+    )
+    assert not ready(
+        settled=True, seconds_since_turn=6.0, now_ms=NOW, last_fetch_ms=stale, holding_for_pushes=True
+    ), "a stuck loop is unready, backpressure or not"
