@@ -36,7 +36,7 @@ class NotPushedReason(StrEnum):
     """The agent's snapshot does not list this site at all (push is off unless turned on)."""
     NO_DEVICES = "no_devices"
     """The agent's snapshot lists no device."""
-    TOKEN_REJECTED = "token_rejected"
+    TOKEN_REJECTED = "token_rejected"  # noqa: S105 -- a reason code, not a credential
     """Every device's token was rejected by its provider since the agent's snapshot."""
 
 
@@ -99,7 +99,7 @@ class AgentExplanation:
         return self.account_id is not None
 
 
-def explain_agent(  # noqa: PLR0913 -- each argument is one input of the explanation
+def explain_agent(
     agent_id: str,
     agent: AgentSnapshot | None,
     sites: Mapping[str, SiteSnapshot],
