@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     apns_sandbox_endpoint: str = "https://api.sandbox.push.apple.com:443"
     apns_ca_file: Path | None = None
     push_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # How pushes look on the phone (README "Behaviour": the platform rule behind each default)
+    apns_interruption_level: Literal["time-sensitive", "active"] = "time-sensitive"
+    """iOS alerts: `time-sensitive` breaks through Focus (when the user allows it for the app)."""
+    apns_sound: str = "default"
+    """The alert's sound: a sound file in the app bundle, `default` (the system sound), "" none."""
+    apns_closing_update: Literal["alert", "background"] = "alert"
+    """`alert`: a quiet (passive) alert replaces the request; `background`: a silent push, which
+    iOS throttles (a few per hour, none to a force-quit app)."""
+    fcm_channel_id: Annotated[str, Field(min_length=1)] = "live_chat_requests"
+    """Android notification channel of the alerts; the app creates it (high importance)."""
+    fcm_closing_channel_id: Annotated[str, Field(min_length=1)] = "live_chat_updates"
+    """Android notification channel of the closing updates; the app creates it (low importance)."""
+    fcm_closing_update: Literal["notification", "data"] = "notification"
+    """`notification`: a replacing notification under the alert's tag; `data`: a data message,
+    which needs the app's code to run (not after a force stop)."""
     push_max_in_flight: PositiveInt = 200
     """Concurrent pushes per provider."""
     push_queue_max_bytes: Annotated[int, Field(ge=1_048_576)] = 67_108_864

@@ -6,8 +6,10 @@ HTTP/2 flow control both ways. Each `POST /3/device/<token>` must carry `authori
 <ES256 JWT>` signed by the .p8 key (kid = key id, iss = team id, iat within the hour) and
 `apns-topic` equal to the configured topic; `apns-push-type`, `apns-priority`, `apns-expiration`,
 `apns-collapse-id` (at most 64 bytes) and the payload (at most 4096 bytes) are checked as Apple
-does, and the answer echoes `apns-id`: 200 with no body, or a status with `{"reason": ...}`
-(410 adds `timestamp`).
+does, and so is the push type against the payload (an `alert` push carries an alert; a
+`background` push carries none, nor sound or badge, and has priority 5) and `interruption-level`
+(one of Apple's four spellings), and the answer echoes `apns-id`: 200 with no body, or a status
+with `{"reason": ...}` (410 adds `timestamp`).
 
 Accepted notifications land in `notifications` with the fake's `name`, so one fake can play
 production and another sandbox; the device token of every request, answered or not, lands in
@@ -51,8 +53,24 @@ MAX_COLLAPSE_ID_BYTES = 64
 _PUSH_TYPES = frozenset(
     {"alert", "background", "voip", "complication", "fileprovider", "mdm", "liveactivity"}
 )
+_INTERRUPTION_LEVELS = frozenset({"passive", "active", "time-sensitive", "critical"})
+_NOT_IN_BACKGROUND = ("alert", "sound", "badge")
 _TOKEN = re.compile(r"^/3/device/([0-9A-Fa-f]+)$")
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+
+
+def _aps_problem(push_type: str, priority: str, aps: dict[str, Any]) -> tuple[int, str] | None:
+    """What Apple refuses in `aps` for this push type and priority, or None."""
+    if push_type == "alert" and not aps.get("alert"):
+        return 400, "InvalidPushType"
+    if push_type == "background":
+        if any(key in aps for key in _NOT_IN_BACKGROUND) or aps.get("content-available") != 1:
+            return 400, "InvalidPushType"
+        if priority != "5":
+            return 400, "BadPriority"
+    if "interruption-level" in aps and aps["interruption-level"] not in _INTERRUPTION_LEVELS:
+        return 400, "BadPayload"  # not one of Apple's reasons: Apple documents none for this case
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +385,7 @@ class ApnsFake(ThreadedFake):
             return 400, "BadPayload"  # not one of Apple's reasons: real APNs is silent on this case
         if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
             return 400, "BadPayload"
-        return None
+        return _aps_problem(push_type, priority, payload["aps"])
 
     def _auth_problem(self, authorization: str | None) -> str | None:
         scheme, _, token = (authorization or "").partition(" ")

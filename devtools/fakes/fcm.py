@@ -5,8 +5,10 @@ account makes, checks the assertion's RS256 signature against the public key of 
 the fake was told to trust (`trust_service_account`), and issues opaque access tokens, counting
 each fetch. `POST /v1/projects/{project}/messages:send` accepts only tokens it issued, validates the
 v1 message shape minimally (and its size: over 4096 bytes, 400 INVALID_ARGUMENT; see
-`payload_size`) and answers `{"name": "projects/<p>/messages/<id>"}`, or the FCM v1
-error body (`error.details[].errorCode` under the `FcmError` type, which firebase-admin parses).
+`payload_size`; a notification needs `android.notification.channel_id`, and
+`notification_priority` must be one of FCM's enum values) and answers
+`{"name": "projects/<p>/messages/<id>"}`, or the FCM v1 error body (`error.details[].errorCode`
+under the `FcmError` type, which firebase-admin parses).
 
 Accepted messages land in `messages` (a `Recorder`), every send attempt in `attempts`. Faults:
 per registration token (`set_fault`), for every send (`set_outage`), for the token endpoint
@@ -55,6 +57,9 @@ MAX_PAYLOAD_BYTES = 4096
 _TARGETS = frozenset({"token", "fid", "topic", "condition"})
 _TTL = re.compile(r"^(\d+)(\.\d{1,9})?s$")
 _RESERVED_DATA_KEYS = frozenset({"from", "message_type", "notification"})
+_NOTIFICATION_PRIORITIES = frozenset(
+    {f"PRIORITY_{level}" for level in ("UNSPECIFIED", "MIN", "LOW", "DEFAULT", "HIGH", "MAX")}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +156,27 @@ def _shape_problem(message: Any) -> str | None:  # noqa: PLR0911 - a checklist r
         return "android.priority must be normal or high"
     if not isinstance(android.get("collapse_key", ""), str):
         return "android.collapse_key must be a string"
+    problem = _android_notification_problem(message, android)
+    if problem is not None:
+        return problem
     if payload_size(message) > MAX_PAYLOAD_BYTES:
         return "Message is too big"
+    return None
+
+
+def _android_notification_problem(message: dict[str, Any], android: dict[str, Any]) -> str | None:
+    """What is wrong with the Android notification of `message`, or None (this worker's apps
+    create their channels, so a notification without one would land in a fallback channel)."""
+    notification = android.get("notification")
+    if notification is None and "notification" not in message:
+        return None
+    if not isinstance(notification, dict):
+        return "android.notification must be an object"
+    channel_id = notification.get("channel_id")
+    if not isinstance(channel_id, str) or not channel_id:
+        return "android.notification.channel_id must be a non-empty string"
+    if notification.get("notification_priority", "PRIORITY_UNSPECIFIED") not in _NOTIFICATION_PRIORITIES:
+        return "android.notification.notification_priority is not a valid NotificationPriority"
     return None
 
 

@@ -43,6 +43,7 @@ from service.push.apns_payload import (
     APPLE_PRODUCTION_URL,
     APPLE_SANDBOX_URL,
     ApnsNotification,
+    ApnsStyle,
     build_notification,
     classify_response,
     is_bad_device_token,
@@ -71,9 +72,15 @@ class ApnsSender:
     """`PushSender` for APNs. Build it with `await ApnsSender.create(...)`; `close()` when done."""
 
     def __init__(
-        self, *, clients: dict[ApnsEnvironment, APNs], provider_token: ProviderToken, timeout_s: float
+        self,
+        *,
+        clients: dict[ApnsEnvironment, APNs],
+        provider_token: ProviderToken,
+        timeout_s: float,
+        style: ApnsStyle | None = None,
     ) -> None:
         self._clients = clients
+        self._style = style or ApnsStyle()
         self.provider_token = provider_token
         self._timeout_s = timeout_s
         self._learned: OrderedDict[str, ApnsEnvironment] = OrderedDict()
@@ -95,12 +102,14 @@ class ApnsSender:
         max_connections: int = 10,
         max_connection_attempts: int = 3,
         clock: Clock | None = None,
+        style: ApnsStyle | None = None,
     ) -> ApnsSender:
         """A sender signing with the .p8 auth key in `key_file` for the app `topic` (its bundle id).
 
         `extra_ca_file` (PEM) is trusted in addition to the system's CAs: for local fakes.
         `max_connection_attempts` is how often aioapns tries a push over a fresh connection when
-        one breaks under it, within the same `timeout_s`.
+        one breaks under it, within the same `timeout_s`. `style`: how the pushes look on the
+        phone (interruption level, sound, closing update as an alert or a background push).
         """
         try:
             key_pem = await asyncio.to_thread(key_file.read_text)
@@ -138,7 +147,7 @@ class ApnsSender:
             client.pool.protocol_class = protocol_for(host, port, token)
             clients[environment] = client
         log.info("apns_sender_ready", topic=topic, production=production_url, sandbox=sandbox_url)
-        return cls(clients=clients, provider_token=token, timeout_s=timeout_s)
+        return cls(clients=clients, provider_token=token, timeout_s=timeout_s, style=style)
 
     @property
     def provider(self) -> Provider:
@@ -150,7 +159,7 @@ class ApnsSender:
 
     async def send(self, push: Push) -> PushOutcome:
         try:
-            notification = build_notification(push)
+            notification = build_notification(push, self._style)
         except PayloadTooLargeError:
             return PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
         except ValueError:

@@ -1,19 +1,21 @@
-"""The pure half of the APNs adapter: a `Push` to APNs headers and payload, Apple's answer to a
-`PushOutcome`, and which environment a token belongs to. No I/O; tested with plain values
-(tests/unit/push/test_apns_mapping.py). The sender shell is apns.py.
+"""The pure half of the APNs adapter: a `Push` to APNs headers and payload (styled for iOS by
+`ApnsStyle`, from the settings), Apple's answer to a `PushOutcome`, and which environment a token
+belongs to. No I/O; tested with plain values (tests/unit/push/test_apns_mapping.py). The sender
+shell is apns.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Final, assert_never
+from typing import Any, Final, Literal, assert_never
 from urllib.parse import urlsplit
 
 import msgspec
 from aioapns import PushType
 
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.push.closing_texts import closing_text
 from service.push.limits import collapse_id_for, ensure_fits, fit_texts
 
 APPLE_PRODUCTION_URL: Final = "https://api.push.apple.com:443"
@@ -24,6 +26,24 @@ BAD_DEVICE_TOKEN: Final = "BadDeviceToken"  # noqa: S105 -- an APNs reason, not 
 _TOKEN_DEAD_400: Final = frozenset({BAD_DEVICE_TOKEN, "DeviceTokenNotForTopic"})
 _json: Final = msgspec.json.Encoder()
 _JSON_CONTAINERS: Final = (dict, list, tuple)
+
+
+InterruptionLevel = Literal["time-sensitive", "active"]
+ApnsClosingUpdate = Literal["alert", "background"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsStyle:
+    """How pushes look on an iPhone (settings `apns_interruption_level`, `apns_sound`,
+    `apns_closing_update`; README "Behaviour" has the platform rule behind each default)."""
+
+    interruption_level: InterruptionLevel = "time-sensitive"
+    """Of the alert: `time-sensitive` is presented at once and can break through Focus."""
+    sound: str = "default"
+    """Of the alert: a sound file in the app bundle, `default` (the system's), "" for none."""
+    closing_update: ApnsClosingUpdate = "alert"
+    """`alert`: a passive alert replaces the request under its collapse id (not subject to the
+    background budget); `background`: a silent `content-available` push, which iOS throttles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +58,14 @@ class ApnsNotification:
     """`apns-expiration`: absolute UTC epoch seconds."""
 
 
-def build_notification(push: Push) -> ApnsNotification:
-    """The APNs notification for `push`; ValueError if the push cannot be expressed.
+def build_notification(push: Push, style: ApnsStyle | None = None) -> ApnsNotification:
+    """The APNs notification for `push`, styled by `style`; ValueError if it cannot be expressed.
 
     The collapse id is derived from the chat id so that it fits Apple's 64 bytes, and the alert's
     title and body are cut (`fit_texts`) so that the payload, as aioapns serializes it, fits
     Apple's 4096 bytes (`limits.py`); `PayloadTooLargeError` if it cannot.
     """
+    style = style or ApnsStyle()
     if push.provider is not Provider.APNS:
         raise ValueError(f"not an APNs push: {push.provider}")
     if "aps" in push.data:
@@ -53,31 +74,60 @@ def build_notification(push: Push) -> ApnsNotification:
     collapse_id = collapse_id_for(push.collapse_id)
     match push.kind:
         case PushKind.HANDOFF_REQUESTED:
-            return _alert(push, collapse_id, expiration_s)
+            return _alert(push, style, collapse_id, expiration_s)
         case PushKind.HANDOFF_CLOSED:
-            # A background push: no alert; the app wakes (as iOS allows) and clears the request.
-            background: dict[str, Any] = {"aps": {"content-available": 1}, **push.data}
-            ensure_fits(payload_size(background))
-            return ApnsNotification(
-                background, PushType.BACKGROUND, PRIORITY_POWER_SAVING, collapse_id, expiration_s
-            )
+            return _closing_update(push, style, collapse_id, expiration_s)
         case _:
             assert_never(push.kind)
 
 
-def _alert(push: Push, collapse_id: str, expiration_s: int) -> ApnsNotification:
+def _grouped(push: Push, aps: dict[str, Any]) -> dict[str, Any]:
+    """`aps` with `thread-id` = the site id: iOS groups a site's requests (and their updates)."""
+    site_id = push.data.get("site_id")
+    return {**aps, "thread-id": site_id} if site_id else aps
+
+
+def _alert(push: Push, style: ApnsStyle, collapse_id: str, expiration_s: int) -> ApnsNotification:
     """An immediate alert with the push's title and body, cut to fit Apple's payload limit."""
     if push.title is None and push.body is None:
         raise ValueError("a handoff request needs a title or a body")
+    sound = {"sound": style.sound} if style.sound else {}
 
     def alert_payload(title: str | None, body: str | None) -> dict[str, Any]:
         alert = {key: value for key, value in (("title", title), ("body", body)) if value is not None}
-        return {"aps": {"alert": alert, "sound": "default"}, **push.data}
+        aps = {"alert": alert, **sound, "interruption-level": style.interruption_level}
+        return {"aps": _grouped(push, aps), **push.data}
 
     title, body = fit_texts(push.title, push.body, lambda t, b: payload_size(alert_payload(t, b)))
     return ApnsNotification(
         alert_payload(title, body), PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s
     )
+
+
+def _closing_update(push: Push, style: ApnsStyle, collapse_id: str, expiration_s: int) -> ApnsNotification:
+    """What retires the request's alert once the round closed, under the same collapse id.
+
+    `alert` (default): a passive alert (no sound, no screen) stating the outcome replaces the shown
+    request; iOS delivers it whether or not the app runs, outside the background-push budget.
+    `content-available` stays so that a running app can also remove it. Priority 5: a passive
+    alert presents nothing, so it needs no immediate delivery; power-saving delivery still reaches
+    the phone by the time someone looks at it (Apple: priority 10 is for alerts that must show at
+    once). `background`: a silent push, which iOS throttles (a few per hour, none to a
+    force-quit app). Both carry the push's data (`outcome`, `request_id`, ...).
+    """
+    payload: dict[str, Any]
+    push_type: PushType
+    match style.closing_update:
+        case "alert":
+            aps = {"alert": {"body": closing_text(push.data)}, "interruption-level": "passive"}
+            payload = {"aps": _grouped(push, {**aps, "content-available": 1}), **push.data}
+            push_type = PushType.ALERT
+        case "background":
+            payload, push_type = {"aps": {"content-available": 1}, **push.data}, PushType.BACKGROUND
+        case _:
+            assert_never(style.closing_update)
+    ensure_fits(payload_size(payload))
+    return ApnsNotification(payload, push_type, PRIORITY_POWER_SAVING, collapse_id, expiration_s)
 
 
 def payload_size(payload: dict[str, Any]) -> int:

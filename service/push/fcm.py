@@ -33,7 +33,7 @@ from service.clock import Clock
 from service.domain.push import AuthHealth, OutcomeKind, Provider, Push, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import firebase_encoder
-from service.push.fcm_payload import body_bytes, build_message, outcome_of_answer
+from service.push.fcm_payload import FcmStyle, body_bytes, build_message, outcome_of_answer
 from service.push.fcm_token import RETRY_BASE_S as TOKEN_RETRY_BASE_S
 from service.push.fcm_token import AccessToken
 from service.push.limits import PayloadTooLargeError
@@ -47,9 +47,17 @@ class FcmSender:
     """`PushSender` for FCM. Build it with `await FcmSender.create(...)`; `close()` when done."""
 
     def __init__(
-        self, *, send_url: str, credential: Any, token: AccessToken, clock: Clock, timeout_s: float
+        self,
+        *,
+        send_url: str,
+        credential: Any,
+        token: AccessToken,
+        clock: Clock,
+        timeout_s: float,
+        style: FcmStyle | None = None,
     ) -> None:
         self._send_url = send_url
+        self._style = style or FcmStyle()
         self._credential = credential
         self._token = token
         self._clock = clock
@@ -71,12 +79,14 @@ class FcmSender:
         endpoint: str = FCM_ENDPOINT,
         timeout_s: float = 10.0,
         token_retry_base_s: float = TOKEN_RETRY_BASE_S,
+        style: FcmStyle | None = None,
     ) -> FcmSender:
         """A sender for the service account in `service_account_file`.
 
         `endpoint` is the FCM base URL (scheme, host, port); anything but Google's is for fakes.
         The first access token is fetched in the background at once; a failed fetch is retried
-        after `token_retry_base_s`, doubling up to a minute.
+        after `token_retry_base_s`, doubling up to a minute. `style`: how the pushes look on the
+        phone (channels, closing update as a notification or a data message).
         """
         url = urlsplit(endpoint)
         if url.scheme not in {"http", "https"} or not url.netloc or url.path not in {"", "/"}:
@@ -99,7 +109,14 @@ class FcmSender:
         log.info("fcm_sender_ready", project_id=certificate.project_id, endpoint=endpoint.rstrip("/"))
         token = AccessToken(credential, timeout_s=timeout_s, retry_base_s=token_retry_base_s)
         token.start()
-        return cls(send_url=send_url, credential=credential, token=token, clock=clock, timeout_s=timeout_s)
+        return cls(
+            send_url=send_url,
+            credential=credential,
+            token=token,
+            clock=clock,
+            timeout_s=timeout_s,
+            style=style,
+        )
 
     @property
     def provider(self) -> Provider:
@@ -111,7 +128,7 @@ class FcmSender:
 
     async def send(self, push: Push) -> PushOutcome:
         try:
-            body = body_bytes(build_message(push, self._clock.now_ms()))
+            body = body_bytes(build_message(push, self._clock.now_ms(), self._style))
             timeout = self._timeout if self._token.is_fresh() else await self._wait_for_token()
             if isinstance(timeout, PushOutcome):
                 return timeout

@@ -1,6 +1,6 @@
 """The pure half of the FCM adapter: a `Push` to an FCM v1 message and its request body, FCM's
-answer to a `PushOutcome`. No I/O; tested with plain values (tests/unit/push/test_fcm_mapping.py).
-The sender shell is fcm.py.
+answer to a `PushOutcome`, styled for Android by `FcmStyle` (from the settings). No I/O; tested
+with plain values (tests/unit/push/test_fcm_mapping.py). The sender shell is fcm.py.
 
 firebase-admin builds, validates and encodes the message (`encode_body`); msgspec serialises the
 encoded body (`body_bytes`), cutting the notification's texts to fit FCM's 4096 bytes.
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Mapping
-from typing import Any, Final, assert_never
+from dataclasses import dataclass
+from typing import Any, Final, Literal, assert_never
 
 import msgspec
 from firebase_admin import messaging
 
 from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push import firebase_encoder
+from service.push.closing_texts import closing_text
 from service.push.limits import collapse_id_for, ensure_fits, fit_texts
 
 MAX_TTL_S: Final = 2_419_200
@@ -28,22 +30,44 @@ _TRANSIENT: Final = frozenset(
 )
 
 
+FcmClosingUpdate = Literal["notification", "data"]
+
+
+@dataclass(frozen=True, slots=True)
+class FcmStyle:
+    """How pushes look on an Android phone (settings `fcm_channel_id`, `fcm_closing_channel_id`,
+    `fcm_closing_update`; README "Behaviour" has the platform rule behind each default)."""
+
+    channel_id: str = "live_chat_requests"
+    """The alerts' notification channel; the app creates it (its importance decides sound and
+    heads-up on Android 8+)."""
+    closing_channel_id: str = "live_chat_updates"
+    """The closing updates' channel; the app creates it with low importance (no sound, no pop-up)."""
+    closing_update: FcmClosingUpdate = "notification"
+    """`notification`: a notification under the alert's tag replaces it, shown by Android itself
+    whether or not the app runs; `data`: a data message the app's code must handle (not delivered
+    to a force-stopped app)."""
+
+
 def ttl_seconds(expires_at_ms: int, now_ms: int) -> int:
     """Whole seconds left until the deadline (rounded down, so FCM never outlives it), 0 to 28 days."""
     return min(MAX_TTL_S, max(0, expires_at_ms - now_ms) // 1000)
 
 
-def build_message(push: Push, now_ms: int) -> messaging.Message:
-    """The FCM v1 message for `push`; ValueError if the push cannot be expressed.
+def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> messaging.Message:
+    """The FCM v1 message for `push`, styled by `style`; ValueError if it cannot be expressed.
 
     The collapse key and the notification tag are the chat's derived collapse id (`limits.py`),
     the same as APNs'. The 4096-byte limit is enforced where the message is encoded
     (`body_bytes`), so that firebase-admin's encoder runs once per push.
     """
+    style = style or FcmStyle()
     if push.provider is not Provider.FCM:
         raise ValueError(f"not an FCM push: {push.provider}")
     collapse_id = collapse_id_for(push.collapse_id)
     fields: dict[str, Any] = {"data": dict(push.data)}
+    # High priority for both kinds: on a dozing phone a normal-priority message waits for a
+    # maintenance window, and the request (or the stale alert) would wait with it.
     android: dict[str, Any] = {
         "collapse_key": collapse_id,
         "priority": "high",
@@ -54,12 +78,28 @@ def build_message(push: Push, now_ms: int) -> messaging.Message:
             if push.title is None and push.body is None:
                 raise ValueError("a handoff request needs a title or a body")
             fields["notification"] = messaging.Notification(title=push.title, body=push.body)
-            # The tag makes a later notification for the same chat replace this one on the phone.
-            android["notification"] = messaging.AndroidNotification(tag=collapse_id)
+            # The tag makes a later notification for the same chat replace this one on the phone;
+            # PRIORITY_MAX is what heads-up needs before Android 8 (after: the channel's importance).
+            android["notification"] = messaging.AndroidNotification(
+                tag=collapse_id, channel_id=style.channel_id, priority="max"
+            )
         case PushKind.HANDOFF_CLOSED:
-            # Data-only, still high priority: on a dozing phone a normal-priority message waits
-            # for a maintenance window, and the stale alert would stay up until then.
-            pass
+            match style.closing_update:
+                case "notification":
+                    # Replaces the alert (same tag) in the quiet channel, shown by Android itself,
+                    # so it lands with the app not running too. PRIORITY_LOW: no sound or pop-up
+                    # before Android 8 either.
+                    fields["notification"] = messaging.Notification(body=closing_text(push.data))
+                    android["notification"] = messaging.AndroidNotification(
+                        tag=collapse_id, channel_id=style.closing_channel_id, priority="low"
+                    )
+                case "data":
+                    # Data-only: the app's service removes the alert (unless the app was
+                    # force-stopped); Android deprioritises high-priority data messages that
+                    # never show a notification.
+                    pass
+                case _:
+                    assert_never(style.closing_update)
         case _:
             assert_never(push.kind)
     fields["android"] = messaging.AndroidConfig(**android)

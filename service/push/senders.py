@@ -1,7 +1,8 @@
 """Builds the configured push senders from settings (used by the composition root and the CLI).
 
 `PROVIDERS` is the table: for each `Provider`, whether its credentials are configured, how they
-are checked offline, and how its sender is made. A provider whose credentials are not configured
+are checked offline, and how its sender is made (with the settings of how its pushes look on the
+phone: `ApnsStyle`, `FcmStyle`). A provider whose credentials are not configured
 gets no sender: its devices' pushes are counted as skipped
 (`notifier_pushes_skipped_total{why="no_sender"}`) and the rest of the worker runs.
 """
@@ -18,8 +19,10 @@ from service.clock import Clock
 from service.domain.push import Provider
 from service.errors import ConfigurationError
 from service.push.apns import ApnsSender
+from service.push.apns_payload import ApnsStyle
 from service.push.base import PushSender
 from service.push.fcm import FcmSender
+from service.push.fcm_payload import FcmStyle
 from service.settings import Settings
 
 
@@ -59,6 +62,11 @@ async def _create_fcm(settings: Settings, clock: Clock) -> PushSender:
         clock=clock,
         endpoint=settings.fcm_endpoint,
         timeout_s=settings.push_timeout_seconds,
+        style=FcmStyle(
+            channel_id=settings.fcm_channel_id,
+            closing_channel_id=settings.fcm_closing_channel_id,
+            closing_update=settings.fcm_closing_update,
+        ),
     )
 
 
@@ -103,6 +111,11 @@ async def _create_apns(settings: Settings, clock: Clock) -> PushSender:
         extra_ca_file=settings.apns_ca_file,
         timeout_s=settings.push_timeout_seconds,
         clock=clock,
+        style=ApnsStyle(
+            interruption_level=settings.apns_interruption_level,
+            sound=settings.apns_sound,
+            closing_update=settings.apns_closing_update,
+        ),
     )
 
 
