@@ -1,4 +1,7 @@
-"""Command line: `livechat-notifier run | topics ensure | check-config` (also `python -m service`)."""
+"""Command line: `livechat-notifier run | topics ensure | check-config | explain agent`.
+
+Also `python -m service`.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="replicas of new topics (default: the brokers' default.replication.factor)",
     )
     commands.add_parser("check-config", help="validate settings and credential files without connecting")
+    explain = commands.add_parser("explain", help="say why a phone would (not) buzz").add_subparsers(
+        dest="explain_command", required=True
+    )
+    agent = explain.add_parser("agent", help="per site of the agent's account: pushed or not, and why")
+    agent.add_argument("agent_id", metavar="AGENT_ID")
+    agent.add_argument("--site", dest="site_id", metavar="SITE_ID", help="only this site (of any account)")
+    agent.add_argument("--json", action="store_true", help="a JSON document instead of the table")
     return parser
 
 
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 warnings=len(report.warnings),
             )
             return 0
+        if args.command == "explain":
+            return asyncio.run(_explain_agent(settings, args.agent_id, args.site_id, as_json=args.json))
         from service.kafka.connection import check_kafka_credentials  # noqa: PLC0415
         from service.push.senders import check_credentials  # noqa: PLC0415
 
@@ -94,6 +106,35 @@ async def _ensure_topics(
 
     await check_connection(settings)
     return await ensure_topics(settings, partitions, replication_factor)
+
+
+async def _explain_agent(settings: Settings, agent_id: str, site_id: str | None, *, as_json: bool) -> int:
+    """`explain agent`: read the directory topics as the worker does, print the verdicts.
+    Exit 0 when the agent is known, 1 when it is not."""
+    from service.config_builders import decode_limits  # noqa: PLC0415
+    from service.domain.eligibility import explain_agent  # noqa: PLC0415
+    from service.kafka.connection import check_connection  # noqa: PLC0415
+    from service.kafka.directory_snapshot import read_agent_view  # noqa: PLC0415
+    from service.wire.explain_output import explanation_json, explanation_table  # noqa: PLC0415
+
+    await check_connection(settings)
+    read = await read_agent_view(settings, agent_id, decode_limits(settings))
+    explanation = explain_agent(
+        agent_id,
+        read.agent,
+        read.sites,
+        snapshot_at_ms=read.agent_timestamp_ms,
+        rejections=read.rejections,
+        only_site_id=site_id,
+    )
+    render = explanation_json if as_json else explanation_table
+    print(render(explanation, read.agent_timestamp_ms))  # noqa: T201 -- the command's output
+    if read.skipped:
+        print(  # noqa: T201
+            f"livechat-notifier: warning: {read.skipped} unusable snapshot(s) skipped, as by the worker",
+            file=sys.stderr,
+        )
+    return 0 if explanation.agent_known else 1
 
 
 if __name__ == "__main__":
