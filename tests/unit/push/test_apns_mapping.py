@@ -14,6 +14,7 @@ from service.push.apns_payload import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
     ApnsNotification,
+    ApnsStyle,
     build_notification,
     classify_response,
     parse_endpoint,
@@ -34,12 +35,14 @@ from tests.pushes import apns_push
 NOW_MS = T0_MS
 
 
-def test_handoff_request_is_an_immediate_alert_collapsed_per_chat() -> None:
+def test_handoff_request_is_an_immediate_time_sensitive_alert_grouped_per_site_collapsed_per_chat() -> None:
     assert build_notification(apns_push()) == ApnsNotification(
         payload={
             "aps": {
                 "alert": {"title": "A visitor is waiting", "body": "Alpine Tours: someone asks for a human"},
                 "sound": "default",
+                "interruption-level": "time-sensitive",
+                "thread-id": "site-1",
             },
             "chat_id": "chat-42",
             "site_id": "site-1",
@@ -51,8 +54,70 @@ def test_handoff_request_is_an_immediate_alert_collapsed_per_chat() -> None:
     )
 
 
-def test_handoff_closed_is_a_background_push_with_the_same_collapse_id_and_expiration() -> None:
-    assert build_notification(apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None)) == ApnsNotification(
+def test_the_alerts_interruption_level_and_sound_come_from_the_style() -> None:
+    aps = build_notification(apns_push(), ApnsStyle(interruption_level="active", sound="bell.caf")).payload[
+        "aps"
+    ]
+
+    assert (aps["interruption-level"], aps["sound"]) == ("active", "bell.caf")
+
+
+def test_an_empty_sound_setting_makes_a_silent_alert() -> None:
+    assert "sound" not in build_notification(apns_push(), ApnsStyle(sound="")).payload["aps"]
+
+
+def test_a_push_without_a_site_id_has_no_thread_id() -> None:
+    aps = build_notification(apns_push(data={"chat_id": "chat-42"})).payload["aps"]
+
+    assert "thread-id" not in aps
+
+
+CLOSED_DATA = {"chat_id": "chat-42", "site_id": "site-1", "request_id": "req-1", "outcome": "accepted"}
+
+
+def test_handoff_closed_is_by_default_a_passive_alert_stating_the_outcome_under_the_same_collapse_id() -> (
+    None
+):
+    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+
+    assert build_notification(push) == ApnsNotification(
+        payload={
+            "aps": {
+                "alert": {"body": "Taken by an agent"},
+                "interruption-level": "passive",
+                "content-available": 1,
+                "thread-id": "site-1",
+            },
+            **CLOSED_DATA,
+        },
+        push_type=PushType.ALERT,
+        priority=PRIORITY_POWER_SAVING,
+        collapse_id="chat-42",
+        expiration_s=(NOW_MS + 45_999) // 1000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "text"),
+    [
+        ("accepted", "Taken by an agent"),
+        ("ended", "The visitor left"),
+        ("missed", "Missed: nobody answered in time"),
+        ("unknown-to-this-worker", "Chat request closed"),
+    ],
+)
+def test_the_closing_alert_states_each_outcome(outcome: str, text: str) -> None:
+    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data={**CLOSED_DATA, "outcome": outcome})
+    aps = build_notification(push).payload["aps"]
+
+    assert aps["alert"] == {"body": text}
+    assert "sound" not in aps
+
+
+def test_handoff_closed_as_background_is_a_silent_push_with_the_same_collapse_id_and_expiration() -> None:
+    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None)
+
+    assert build_notification(push, ApnsStyle(closing_update="background")) == ApnsNotification(
         payload={"aps": {"content-available": 1}, "chat_id": "chat-42", "site_id": "site-1"},
         push_type=PushType.BACKGROUND,
         priority=PRIORITY_POWER_SAVING,

@@ -16,6 +16,7 @@ from devtools.fakes.fcm import payload_size as fake_payload_size
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, PushKind, PushOutcome
 from service.push.fcm_payload import (
     MAX_TTL_S,
+    FcmStyle,
     body_bytes,
     build_message,
     classify_error,
@@ -56,7 +57,7 @@ def test_ttl_is_whole_seconds_left_clamped_to_fcm_range(expires_in_ms: int, ttl:
     assert ttl_seconds(NOW_MS + expires_in_ms, NOW_MS) == ttl
 
 
-def test_handoff_request_is_a_high_priority_notification_collapsed_per_chat() -> None:
+def test_handoff_request_is_a_high_priority_notification_in_the_requests_channel_collapsed_per_chat() -> None:
     message = build_message(fcm_push(), NOW_MS)
 
     assert encoded(message) == {
@@ -67,17 +68,60 @@ def test_handoff_request_is_a_high_priority_notification_collapsed_per_chat() ->
             "collapse_key": "chat-42",
             "priority": "high",
             "ttl": "45s",
-            "notification": {"tag": "chat-42"},
+            "notification": {
+                "tag": "chat-42",
+                "channel_id": "live_chat_requests",
+                "notification_priority": "PRIORITY_MAX",
+            },
         },
     }
 
 
-def test_handoff_closed_is_data_only_with_the_same_collapse_key_and_ttl() -> None:
-    message = build_message(fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None), NOW_MS)
+def test_the_alerts_channel_comes_from_the_style() -> None:
+    message = build_message(fcm_push(), NOW_MS, FcmStyle(channel_id="urgent"))
+
+    assert encoded(message)["android"]["notification"]["channel_id"] == "urgent"
+
+
+CLOSED_DATA = {"chat_id": "chat-42", "site_id": "site-1", "request_id": "req-1", "outcome": "ended"}
+
+
+def test_handoff_closed_is_by_default_a_replacing_notification_in_the_quiet_channel() -> None:
+    message = build_message(
+        fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA), NOW_MS
+    )
 
     assert encoded(message) == {
         "token": "registration-token-1",
-        "data": {"chat_id": "chat-42", "site_id": "site-1"},
+        "notification": {"body": "The visitor left"},
+        "data": CLOSED_DATA,
+        "android": {
+            "collapse_key": "chat-42",
+            "priority": "high",
+            "ttl": "45s",
+            "notification": {
+                "tag": "chat-42",
+                "channel_id": "live_chat_updates",
+                "notification_priority": "PRIORITY_LOW",
+            },
+        },
+    }
+
+
+def test_the_closing_channel_comes_from_the_style() -> None:
+    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+    message = build_message(push, NOW_MS, FcmStyle(closing_channel_id="quiet"))
+
+    assert encoded(message)["android"]["notification"]["channel_id"] == "quiet"
+
+
+def test_handoff_closed_as_data_is_data_only_with_the_same_collapse_key_and_ttl() -> None:
+    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+    message = build_message(push, NOW_MS, FcmStyle(closing_update="data"))
+
+    assert encoded(message) == {
+        "token": "registration-token-1",
+        "data": CLOSED_DATA,
         "android": {"collapse_key": "chat-42", "priority": "high", "ttl": "45s"},
     }
 
