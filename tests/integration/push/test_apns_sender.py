@@ -19,7 +19,7 @@ from service.domain.push import ApnsEnvironment, OutcomeKind, Push, PushKind, Pu
 from service.errors import PushConfigurationError
 from service.push import apns
 from service.push.apns import ApnsSender
-from service.push.apns_payload import ApnsNotification
+from service.push.apns_payload import ApnsNotification, ApnsStyle
 from service.push.limits import ELLIPSIS, collapse_id_for
 from tests import pushes
 from tests.clocks import ShiftedClock
@@ -129,13 +129,41 @@ async def test_handoff_request_arrives_as_an_alert_with_collapse_id_and_expirati
         "aps": {
             "alert": {"title": "A visitor is waiting", "body": "Someone asks for a human"},
             "sound": "default",
+            "interruption-level": "time-sensitive",
         },
         "chat_id": "chat-42",
     }
     assert sandbox.notifications.items == []
 
 
-async def test_handoff_closed_arrives_as_a_background_push(sender: ApnsSender, production: ApnsFake) -> None:
+async def test_handoff_closed_arrives_as_a_passive_alert_stating_the_outcome(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    data = {"chat_id": "chat-42", "site_id": "site-1", "outcome": "missed"}
+    push = apns_push(PushKind.HANDOFF_CLOSED, token="a2", title=None, body=None, data=data)
+
+    outcome = await sender.send(push)
+
+    assert outcome.kind is OutcomeKind.DELIVERED
+    [received] = production.notifications.items
+    assert received.headers["apns-push-type"] == "alert"
+    assert received.headers["apns-priority"] == "5"
+    assert received.collapse_id == "chat-42"
+    assert received.payload == {
+        "aps": {
+            "alert": {"body": "Missed: nobody answered in time"},
+            "interruption-level": "passive",
+            "content-available": 1,
+            "thread-id": "site-1",
+        },
+        **data,
+    }
+
+
+async def test_handoff_closed_arrives_as_a_background_push_when_so_configured(
+    make_sender: MakeSender, production: ApnsFake
+) -> None:
+    sender = await make_sender(style=ApnsStyle(closing_update="background"))
     push = apns_push(PushKind.HANDOFF_CLOSED, token="a2", title=None, body=None)
 
     outcome = await sender.send(push)
@@ -146,6 +174,46 @@ async def test_handoff_closed_arrives_as_a_background_push(sender: ApnsSender, p
     assert received.headers["apns-priority"] == "5"
     assert received.collapse_id == "chat-42"
     assert received.payload == {"aps": {"content-available": 1}, "chat_id": "chat-42"}
+
+
+@pytest.mark.parametrize(
+    ("notification", "reason"),
+    [
+        (ApnsNotification({"aps": {"content-available": 1}}, PushType.ALERT, 10, "c", 0), "InvalidPushType"),
+        (
+            ApnsNotification(
+                {"aps": {"alert": "hi", "content-available": 1}}, PushType.BACKGROUND, 5, "c", 0
+            ),
+            "InvalidPushType",
+        ),
+        (
+            ApnsNotification(
+                {"aps": {"sound": "default", "content-available": 1}}, PushType.BACKGROUND, 5, "c", 0
+            ),
+            "InvalidPushType",
+        ),
+        (ApnsNotification({"aps": {"content-available": 1}}, PushType.BACKGROUND, 1, "c", 0), "BadPriority"),
+        (
+            ApnsNotification(
+                {"aps": {"alert": "hi", "interruption-level": "timeSensitive"}}, PushType.ALERT, 10, "c", 0
+            ),
+            "BadPayload",
+        ),
+    ],
+)
+async def test_the_fake_refuses_a_push_type_or_interruption_level_apple_refuses(
+    sender: ApnsSender,
+    production: ApnsFake,
+    monkeypatch: pytest.MonkeyPatch,
+    notification: ApnsNotification,
+    reason: str,
+) -> None:
+    monkeypatch.setattr(apns, "build_notification", lambda _push, _style: notification)
+
+    outcome = await sender.send(apns_push(token="a3"))
+
+    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
+    assert production.notifications.items == []
 
 
 async def test_sandbox_pushes_go_to_the_sandbox_endpoint(
@@ -213,7 +281,7 @@ async def test_the_fake_refuses_what_apple_refuses(
     reason: str,
 ) -> None:
     # What the sender sent before it kept to Apple's limits, sent through aioapns for real.
-    def unlimited(push: Push) -> ApnsNotification:
+    def unlimited(push: Push, _style: ApnsStyle) -> ApnsNotification:
         return ApnsNotification(payload, PushType.ALERT, 10, collapse_id, push.expires_at_ms // 1000)
 
     monkeypatch.setattr(apns, "build_notification", unlimited)

@@ -20,7 +20,7 @@ from service.domain.push import OutcomeKind, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import fcm
 from service.push.fcm import FCM_ENDPOINT, FcmSender
-from service.push.fcm_payload import encode_body
+from service.push.fcm_payload import FcmStyle, encode_body
 from service.push.fcm_token import AccessToken
 from service.push.limits import ELLIPSIS, collapse_id_for
 from tests import pushes
@@ -107,20 +107,70 @@ async def test_handoff_request_arrives_with_notification_collapse_key_ttl_and_pr
             "collapse_key": "chat-42",
             "priority": "high",
             "ttl": "30s",
-            "notification": {"tag": "chat-42"},
+            "notification": {
+                "tag": "chat-42",
+                "channel_id": "live_chat_requests",
+                "notification_priority": "PRIORITY_MAX",
+            },
         },
     }
 
 
-async def test_handoff_closed_arrives_data_only_with_the_same_collapse_key(
+async def test_handoff_closed_arrives_as_a_replacing_notification_in_the_updates_channel(
     sender: FcmSender, fcm_fake: FcmFake
 ) -> None:
+    data = {"chat_id": "chat-42", "outcome": "accepted"}
+    outcome = await sender.send(fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None, data=data))
+
+    assert outcome.kind is OutcomeKind.DELIVERED
+    [received] = fcm_fake.messages.items
+    assert received.message["notification"] == {"body": "Taken by an agent"}
+    assert received.message["data"] == data
+    assert received.message["android"]["notification"] == {
+        "tag": "chat-42",
+        "channel_id": "live_chat_updates",
+        "notification_priority": "PRIORITY_LOW",
+    }
+
+
+async def test_handoff_closed_arrives_data_only_with_the_same_collapse_key_when_so_configured(
+    make_sender: MakeSender, fcm_fake: FcmFake
+) -> None:
+    sender = await make_sender(style=FcmStyle(closing_update="data"))
     outcome = await sender.send(fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None))
 
     assert outcome.kind is OutcomeKind.DELIVERED
     [received] = fcm_fake.messages.items
     assert "notification" not in received.message
     assert received.message["android"] == {"collapse_key": "chat-42", "priority": "high", "ttl": "30s"}
+
+
+@pytest.mark.parametrize(
+    "android_notification",
+    [
+        {"tag": "chat-42"},
+        {"tag": "chat-42", "channel_id": ""},
+        {"tag": "chat-42", "channel_id": "live_chat_requests", "notification_priority": "PRIORITY_URGENT"},
+        {"tag": "chat-42", "channel_id": "live_chat_requests", "notification_priority": "max"},
+    ],
+)
+async def test_the_fake_refuses_a_notification_without_channel_or_with_a_bad_priority(
+    sender: FcmSender,
+    fcm_fake: FcmFake,
+    monkeypatch: pytest.MonkeyPatch,
+    android_notification: dict[str, Any],
+) -> None:
+    def with_android_notification(message: messaging.Message) -> bytes:
+        body = encode_body(message)
+        body["message"]["android"]["notification"] = android_notification
+        return msgspec.json.encode(body)
+
+    monkeypatch.setattr(fcm, "body_bytes", with_android_notification)
+
+    outcome = await sender.send(fcm_push())
+
+    assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")
+    assert fcm_fake.messages.items == []
 
 
 async def test_the_fake_refuses_a_message_over_4096_bytes_as_fcm_does(
