@@ -16,14 +16,16 @@ from datetime import datetime
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from service.domain.eligibility import KnownRejection
 from service.domain.events import AgentSnapshot, SiteSnapshot
 from service.domain.push import Provider
-from service.errors import KafkaConnectionFailedError
+from service.errors import KafkaConnectionFailedError, TopicLayoutError
 from service.kafka.connection import client_options
+from service.kafka.topics import partition_counts
 from service.partition.records import ConsumedRecord
 from service.settings import Settings
 from service.wire.inbound import DecodeLimits, decode_agent, decode_key, decode_site
@@ -65,6 +67,7 @@ class DirectoryRead:
 
 async def read_agent_view(settings: Settings, agent_id: str, limits: DecodeLimits) -> DirectoryRead:
     """Everything `explain agent` needs, read up to the topics' current end offsets."""
+    partitions = await _partitions(settings, agent_id)
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         group_id=None,
@@ -73,9 +76,8 @@ async def read_agent_view(settings: Settings, agent_id: str, limits: DecodeLimit
         client_id="livechat-notifier-explain",
     )
     read = DirectoryRead()
+    await consumer.start()
     try:
-        await consumer.start()
-        partitions = await _partitions(consumer, settings, agent_id)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -93,24 +95,29 @@ async def read_agent_view(settings: Settings, agent_id: str, limits: DecodeLimit
     return read
 
 
-async def _partitions(consumer: AIOKafkaConsumer, settings: Settings, agent_id: str) -> list[TopicPartition]:
-    topics = {settings.topic_agents, settings.topic_sites, settings.topic_push_feedback}
-    known = await consumer.topics()
-    missing = sorted(topics - known)
+async def _partitions(settings: Settings, agent_id: str) -> list[TopicPartition]:
+    """Every partition of the agents and sites topics, and the push-feedback partition of the agent."""
+    names = [settings.topic_agents, settings.topic_sites, settings.topic_push_feedback]
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id="livechat-notifier-explain")
+    await admin.start()
+    try:
+        counts = await partition_counts(admin, names)
+    finally:
+        await admin.close()
+    missing = [name for name in names if name not in counts]
     if missing:
-        raise KafkaConnectionFailedError(
-            f"topic(s) {', '.join(missing)} not found (or not readable by this principal); "
-            "check NOTIFIER_TOPIC_* against `run`'s settings"
+        raise TopicLayoutError(
+            f"topic(s) {', '.join(missing)} not found; check NOTIFIER_TOPIC_* against the worker's settings"
         )
-    partitions: list[TopicPartition] = []
-    for topic in (settings.topic_agents, settings.topic_sites):
-        partitions.extend(
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        )
-    feedback = sorted(consumer.partitions_for_topic(settings.topic_push_feedback) or ())
-    if feedback:  # the worker produces with the default partitioner: the key decides the partition
-        chosen = DefaultPartitioner()(agent_id.encode(), feedback, feedback)
-        partitions.append(TopicPartition(settings.topic_push_feedback, chosen))
+    partitions = [
+        TopicPartition(topic, number)
+        for topic in (settings.topic_agents, settings.topic_sites)
+        for number in range(counts[topic])
+    ]
+    # The worker produces with the default partitioner: the key decides the partition.
+    feedback = list(range(counts[settings.topic_push_feedback]))
+    chosen = DefaultPartitioner()(agent_id.encode(), feedback, feedback)
+    partitions.append(TopicPartition(settings.topic_push_feedback, chosen))
     return partitions
 
 
