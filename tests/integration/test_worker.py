@@ -95,12 +95,16 @@ async def test_join_cancels_the_round_and_tells_every_notified_phone(stack: Stac
         "request_id": request_id,
         "outcome": "accepted",
     }
-    assert "notification" not in closed.message, "the closing update must not buzz the phone"
+    # It replaces the alert (same tag) in the quiet channel: it must not buzz the phone again.
+    assert closed.message["android"]["notification"]["tag"] == "chat-1"
+    assert closed.message["android"]["notification"]["channel_id"] == "live_chat_updates"
     [_, apns_closed] = await stack.fakes.apns.notifications.wait_for(lambda items: len(items) >= 2, 20)
-    assert apns_closed.headers["apns-push-type"] == "background"
+    assert apns_closed.headers["apns-push-type"] == "alert"
     assert apns_closed.headers["apns-priority"] == "5"
     assert apns_closed.collapse_id == "chat-1"
-    assert apns_closed.payload["aps"] == {"content-available": 1}
+    assert apns_closed.payload["aps"]["interruption-level"] == "passive"
+    assert "sound" not in apns_closed.payload["aps"]
+    assert apns_closed.payload["aps"]["content-available"] == 1
     assert apns_closed.payload["outcome"] == "accepted"
     await stack.fakes.apns_sandbox.notifications.wait_for(lambda items: len(items) >= 2, 20)
 
