@@ -25,7 +25,8 @@ class PushKind(StrEnum):
     HANDOFF_REQUESTED = "handoff_requested"
     """A visible, high-priority alert: a visitor waits for an agent."""
     HANDOFF_CLOSED = "handoff_closed"
-    """A silent update (FCM data message / APNs background push) so the app clears the alert."""
+    """The round closed: an update under the alert's collapse id that retires it on the phone (how
+    it shows, a quiet replacing notification or a silent push, is the adapter's choice)."""
 
 
 @dataclass(frozen=True, slots=True)
