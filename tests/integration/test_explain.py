@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -17,26 +14,9 @@ from devtools.kafka_broker import KafkaBroker
 from devtools.kafka_io import Publisher
 from devtools.traffic import agent_updated, cloud_event, device, rfc3339, site_updated
 from service.settings import Settings
-from tests.integration.kafka_helpers import fresh_settings
+from tests.integration.kafka_helpers import fresh_settings, run_cli
 
 pytestmark = [pytest.mark.kafka]
-
-
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
-    environment |= {
-        "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "NOTIFIER_TOPIC_CHAT_EVENTS": settings.topic_chat_events,
-        "NOTIFIER_TOPIC_CHANGELOG": settings.topic_changelog,
-        "NOTIFIER_TOPIC_AGENTS": settings.topic_agents,
-        "NOTIFIER_TOPIC_SITES": settings.topic_sites,
-        "NOTIFIER_TOPIC_MISSED": settings.topic_missed,
-        "NOTIFIER_TOPIC_CHATBOT": settings.topic_chatbot,
-        "NOTIFIER_TOPIC_PUSH_FEEDBACK": settings.topic_push_feedback,
-        "NOTIFIER_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
-    }
-    command = [sys.executable, "-m", "service", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60, check=False)
 
 
 def _token_rejected(agent_id: str, device_id: str, provider: str, reason: str, at_ms: int) -> bytes:
@@ -54,7 +34,7 @@ def _token_rejected(agent_id: str, device_id: str, provider: str, reason: str, a
 
 
 async def _explain(settings: Settings, *args: str) -> tuple[int, Any]:
-    result = await asyncio.to_thread(_cli, settings, "explain", "agent", *args, "--json")
+    result = await asyncio.to_thread(run_cli, settings, "explain", "agent", *args, "--json")
     assert result.returncode in {0, 1}, result.stderr
     assert result.stdout, (result.returncode, result.stderr)
     assert "tok-" not in result.stdout + result.stderr, "a device token was printed"
@@ -137,7 +117,7 @@ async def test_the_table_names_verdicts_and_reasons_and_an_unknown_agent_exits_1
     finally:
         await publisher.stop()
 
-    result = await asyncio.to_thread(_cli, settings, "explain", "agent", "agent-1")
+    result = await asyncio.to_thread(run_cli, settings, "explain", "agent", "agent-1")
     assert result.returncode == 0, result.stderr
     header, table_head, row = result.stdout.splitlines()
     assert header.startswith("agent agent-1 (account acct-1, snapshot of ")
@@ -154,7 +134,7 @@ async def test_the_table_names_verdicts_and_reasons_and_an_unknown_agent_exits_1
         "-",
     ]
 
-    unknown = await asyncio.to_thread(_cli, settings, "explain", "agent", "nobody")
+    unknown = await asyncio.to_thread(run_cli, settings, "explain", "agent", "nobody")
     assert unknown.returncode == 1
     assert "agent nobody: unknown" in unknown.stdout
 
@@ -162,6 +142,6 @@ async def test_the_table_names_verdicts_and_reasons_and_an_unknown_agent_exits_1
 def test_an_unreachable_cluster_is_exit_2_with_the_reason(kafka: KafkaBroker) -> None:
     del kafka
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:1")
-    result = _cli(settings, "explain", "agent", "agent-1")
+    result = run_cli(settings, "explain", "agent", "agent-1")
     assert result.returncode == 2
     assert result.stderr.startswith("livechat-notifier: cannot connect to Kafka (PLAINTEXT): 127.0.0.1:1:")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +25,7 @@ from service.errors import TopicLayoutError
 from service.kafka.topics import ensure_topics, verify_topics
 from service.settings import Settings
 from tests.integration.conftest import MakeStack
-from tests.integration.kafka_helpers import eventually, fresh_settings
+from tests.integration.kafka_helpers import eventually, fresh_settings, run_cli
 from tests.integration.stack import Stack
 
 pytestmark = [pytest.mark.kafka]
@@ -144,23 +141,6 @@ async def test_ensure_explains_a_replication_factor_the_cluster_cannot_place(kaf
     assert "pass --replication-factor no greater than the number of brokers" in message
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
-    environment |= {
-        "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "NOTIFIER_TOPIC_CHAT_EVENTS": settings.topic_chat_events,
-        "NOTIFIER_TOPIC_CHANGELOG": settings.topic_changelog,
-        "NOTIFIER_TOPIC_AGENTS": settings.topic_agents,
-        "NOTIFIER_TOPIC_SITES": settings.topic_sites,
-        "NOTIFIER_TOPIC_MISSED": settings.topic_missed,
-        "NOTIFIER_TOPIC_CHATBOT": settings.topic_chatbot,
-        "NOTIFIER_TOPIC_PUSH_FEEDBACK": settings.topic_push_feedback,
-        "NOTIFIER_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
-    }
-    command = [sys.executable, "-m", "service", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60, check=False)
-
-
 async def test_cli_reports_an_existing_create_time_chat_events_topic(kafka: KafkaBroker) -> None:
     settings = _unused_settings(kafka.bootstrap_servers)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
@@ -169,7 +149,7 @@ async def test_cli_reports_an_existing_create_time_chat_events_topic(kafka: Kafk
         await admin.create_topics([NewTopic(settings.topic_chat_events, 3, 1)])
     finally:
         await admin.close()
-    result = await asyncio.to_thread(_cli, settings, "topics", "ensure", "--partitions", "4")
+    result = await asyncio.to_thread(run_cli, settings, "topics", "ensure", "--partitions", "4")
     assert result.returncode == 0, result.stderr
     assert '"chat_events_timestamp_type": "CreateTime"' in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("livechat-notifier: warning:")]
@@ -190,7 +170,7 @@ async def test_cli_reports_an_existing_create_time_chat_events_topic(kafka: Kafk
 
 def test_cli_names_cause_and_fix_of_a_refused_topic(kafka: KafkaBroker) -> None:
     settings = _unused_settings(kafka.bootstrap_servers)
-    result = _cli(settings, "topics", "ensure", "--replication-factor", "2")
+    result = run_cli(settings, "topics", "ensure", "--replication-factor", "2")
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"livechat-notifier: Kafka refused to create topic {settings.topic_chat_events!r}")
