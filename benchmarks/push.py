@@ -123,7 +123,7 @@ def fcm_v1_body(push: Push) -> dict[str, Any]:
                 "collapse_key": push.collapse_id,
                 "priority": "high",
                 "ttl": f"{ttl}s",
-                "notification": {"tag": push.collapse_id},
+                "notification": {"tag": push.collapse_id, "channel_id": "live_chat_requests"},
             },
         }
     }
@@ -172,7 +172,8 @@ def fcm_message(push: Push) -> messaging.Message:
             collapse_key=push.collapse_id,
             priority="high",
             ttl=max(0, push.expires_at_ms - now_ms()) // 1000,
-            notification=messaging.AndroidNotification(tag=push.collapse_id),
+            # Its app's channel, as any Android 8+ app names one (the FCM fake requires it).
+            notification=messaging.AndroidNotification(tag=push.collapse_id, channel_id="live_chat_requests"),
         ),
     )
     message.token = push.token  # Message(token=...) warns (deprecated for FIDs); the field is the same
