@@ -60,20 +60,22 @@ def send_alerts(round_: PendingRound, pushes: tuple[AddressedPush, ...]) -> Send
     return SendPushes(round_.chat_id, round_.request_id, round_.requested_at_ms, pushes, report_delivery=True)
 
 
-def newly_eligible(
-    state: PendingRound, now_ms: int, world: World
-) -> tuple[PendingRound, tuple[AddressedPush, ...]]:
-    """The round with the devices that became eligible since it started added to its targets,
-    and their alerts; the round unchanged and none once its deadline passed or its site is unknown."""
-    site = world.sites.get(state.site_id)
-    if site is None or state.deadline_ms <= now_ms:
-        return state, ()
-    chosen = set(state.targets)
-    added = tuple(
-        ref
-        for target in world.agents.eligible_targets(site)
-        if (ref := DeviceRef(target.agent_id, target.device.device_id)) not in chosen
+def eligible_refs(site: SiteSnapshot, world: World) -> tuple[DeviceRef, ...]:
+    """The devices a push for `site` goes to now (`AgentDirectory.eligible_targets`), as a round
+    records them."""
+    return tuple(
+        DeviceRef(target.agent_id, target.device.device_id) for target in world.agents.eligible_targets(site)
     )
+
+
+def newly_eligible(
+    state: PendingRound, site: SiteSnapshot, eligible: tuple[DeviceRef, ...], world: World
+) -> tuple[PendingRound, tuple[AddressedPush, ...]]:
+    """The round with the `eligible` devices it has not chosen yet added to its targets, and
+    their alerts; the round unchanged and none when there are no such devices. The caller checks
+    that the deadline is ahead."""
+    chosen = set(state.targets)
+    added = tuple(ref for ref in eligible if ref not in chosen)
     if not added:
         return state, ()
     round_ = state.with_targets_added(added)

@@ -25,9 +25,10 @@ Rules (issues #2 and #10):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import assert_never
 
-from service.domain.alerts import address, alert_template, newly_eligible, send_alerts
+from service.domain.alerts import address, alert_template, eligible_refs, newly_eligible, send_alerts
 from service.domain.closing import close, miss, remember
 from service.domain.effects import (
     Effect,
@@ -117,13 +118,26 @@ def on_token_rejected(rejection: TokenRejection, now_ms: int) -> list[Effect]:
     ]
 
 
-def on_eligibility_changed(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
-    """The directory changed for this round's site (its snapshot arrived, or an agent of its
-    account changed): push the devices that became eligible, while the deadline is ahead."""
-    round_, pushes = newly_eligible(state, now_ms, world)
-    if not pushes:
+def on_eligibility_changed(
+    site_id: str, rounds: Iterable[PendingRound], now_ms: int, world: World
+) -> list[Effect]:
+    """The directory changed for a site (its snapshot arrived, or an agent of its account
+    changed): its pending `rounds` push the devices that became eligible, while their deadline is
+    ahead. The site's eligible devices are worked out once for all its rounds."""
+    site = world.sites.get(site_id)
+    if site is None:
         return []
-    return [PutState(round_), send_alerts(round_, pushes)]
+    eligible: tuple[DeviceRef, ...] | None = None
+    effects: list[Effect] = []
+    for state in rounds:
+        if state.deadline_ms <= now_ms:
+            continue
+        if eligible is None:
+            eligible = eligible_refs(site, world)
+        round_, pushes = newly_eligible(state, site, eligible, world)
+        if pushes:
+            effects += [PutState(round_), send_alerts(round_, pushes)]
+    return effects
 
 
 def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
@@ -134,14 +148,11 @@ def resume_fan_out(state: PendingRound, now_ms: int, world: World) -> list[Effec
     site = world.sites.get(state.site_id)
     if site is None or state.deadline_ms <= now_ms:
         return []
+    eligible = eligible_refs(site, world)
     awaited = set(state.awaited)
-    refs = [
-        ref
-        for target in world.agents.eligible_targets(site)
-        if (ref := DeviceRef(target.agent_id, target.device.device_id)) in awaited
-    ]
-    round_, added = newly_eligible(state, now_ms, world)
-    pushes = address(alert_template(round_, site), tuple(refs), world) + added
+    again = tuple(ref for ref in eligible if ref in awaited)
+    round_, added = newly_eligible(state, site, eligible, world)
+    pushes = address(alert_template(round_, site), again, world) + added
     if not pushes:
         return []
     return [PutState(round_), send_alerts(round_, pushes)]
@@ -163,8 +174,7 @@ def _on_request(
     time_to_accept_s = event.time_to_accept_s or site_time_to_accept_s or policy.default_time_to_accept_s
     deadline_ms = requested_at_ms + time_to_accept_s * 1000
     in_time = deadline_ms > now_ms
-    targets = world.agents.eligible_targets(site) if in_time and site is not None else ()
-    refs = tuple(DeviceRef(target.agent_id, target.device.device_id) for target in targets)
+    refs = eligible_refs(site, world) if in_time and site is not None else ()
     round_ = PendingRound(
         request_id=event.event_id,
         chat_id=event.chat_id,

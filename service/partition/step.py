@@ -107,8 +107,8 @@ class PartitionStep:
             self._consume(store, record, now_ms, result)
             result.next_offset = record.offset + 1
         for site_id in sites_changed:
-            for round_ in store.pending_for_site(site_id):
-                self._apply(store, on_eligibility_changed(round_, now_ms, self._world), result)
+            rounds = store.pending_for_site(site_id)
+            self._apply(store, on_eligibility_changed(site_id, rounds, now_ms, self._world), result)
         for report in reports:
             if isinstance(report, FanOutFinished):
                 state = store.get(report.chat_id)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from service.domain.decide import Policy, World
 from service.domain.directory import AgentDirectory, SiteDirectory
+from service.domain.effects import Effect
 from service.domain.events import (
     AgentJoined,
     AgentSnapshot,
@@ -85,3 +88,11 @@ def world(*agents: AgentSnapshot, sites: tuple[SiteSnapshot, ...] | None = None,
     for a in agents:
         agent_dir.upsert(a)
     return World(site_dir, agent_dir, Policy(**policy))  # type: ignore[arg-type]
+
+
+E = TypeVar("E")
+
+
+def only(effects: list[Effect], kind: type[E]) -> list[E]:
+    """The effects of one kind, in order."""
+    return [effect for effect in effects if isinstance(effect, kind)]

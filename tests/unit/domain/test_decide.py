@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from service.domain.decide import (
     on_chat_event,
     on_fan_out_finished,
@@ -29,13 +27,7 @@ from service.domain.effects import (
 from service.domain.events import TokenRejection
 from service.domain.push import ApnsEnvironment, Provider, PushKind
 from service.domain.rounds import ClosedRound, DeviceRef, Outcome, PendingRound
-from tests.unit.factories import T0, agent, device, ended, joined, request, world
-
-E = TypeVar("E")
-
-
-def only(effects: list[Effect], kind: type[E]) -> list[E]:
-    return [effect for effect in effects if isinstance(effect, kind)]
+from tests.unit.factories import T0, agent, device, ended, joined, only, request, world
 
 
 def started_round(effects: list[Effect]) -> PendingRound:

@@ -3,8 +3,6 @@ unknown sites and agents who become eligible during a round."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from service.domain.decide import (
     on_chat_event,
     on_eligibility_changed,
@@ -28,13 +26,7 @@ from service.domain.effects import (
 )
 from service.domain.push import PushKind
 from service.domain.rounds import ClosedRound, DeviceRef, Outcome, PendingRound
-from tests.unit.factories import T0, agent, device, ended, joined, request, site, world
-
-E = TypeVar("E")
-
-
-def only(effects: list[Effect], kind: type[E]) -> list[E]:
-    return [effect for effect in effects if isinstance(effect, kind)]
+from tests.unit.factories import T0, agent, device, ended, joined, only, request, site, world
 
 
 def state_of(effects: list[Effect]) -> PendingRound | ClosedRound:
@@ -228,7 +220,7 @@ def test_a_site_that_arrives_during_the_grace_gets_its_agents_pushed() -> None:
     w = world(agent(push_enabled={"late-site": True}, devices=(device("a"),)))
     round_ = pending(on_chat_event(None, request(site_id="late-site", visitor_name="Ada"), T0, w))
     w.sites.upsert(site("late-site"))
-    effects = on_eligibility_changed(round_, T0 + 1_000, w)
+    effects = on_eligibility_changed(round_.site_id, [round_], T0 + 1_000, w)
     (send,) = only(effects, SendPushes)
     assert devices_of(send) == ["a"] and send.report_delivery
     assert send.pushes[0].push.body is not None and "Ada" in send.pushes[0].push.body
@@ -253,12 +245,24 @@ def test_an_agent_who_becomes_eligible_during_the_round_is_pushed_once_while_in_
     round_ = pending(on_chat_event(None, request(), T0, w))
     w.agents.upsert(agent("late", available=True, devices=(device("l1"), device("l2"))))
     assert sites_gaining(agent("late")) == ("site-1",)
-    effects = on_eligibility_changed(round_, T0 + 1_000, w)
+    effects = on_eligibility_changed(round_.site_id, [round_], T0 + 1_000, w)
     (send,) = only(effects, SendPushes)
     assert devices_of(send) == ["l1", "l2"]
     extended = pending(effects)
-    assert on_eligibility_changed(extended, T0 + 2_000, w) == [], "not twice"
-    assert on_eligibility_changed(round_, round_.deadline_ms, w) == [], "not after the deadline"
+    assert on_eligibility_changed(extended.site_id, [extended], T0 + 2_000, w) == [], "not twice"
+    assert on_eligibility_changed(round_.site_id, [round_], round_.deadline_ms, w) == [], (
+        "not after the deadline"
+    )
+
+
+def test_one_site_change_pushes_every_pending_round_of_the_site_still_in_time() -> None:
+    w = world(agent("early", devices=(device("e"),)))
+    first = pending(on_chat_event(None, request("chat-a"), T0, w))
+    second = pending(on_chat_event(None, request("chat-b", time_to_accept_s=5), T0, w))
+    w.agents.upsert(agent("late", devices=(device("l"),)))
+    effects = on_eligibility_changed("site-1", [first, second], T0 + 10_000, w)
+    assert [send.chat_id for send in only(effects, SendPushes)] == ["chat-a"], "chat-b's deadline passed"
+    assert on_eligibility_changed("unknown-site", [first], T0, w) == []
 
 
 def test_devices_added_during_the_round_are_awaited_separately_from_the_first_fan_out() -> None:
@@ -266,7 +270,7 @@ def test_devices_added_during_the_round_are_awaited_separately_from_the_first_fa
     round_ = pending(on_chat_event(None, request(), T0, w))
     first = pending(on_fan_out_finished(round_, round_.request_id, round_.targets, round_.targets))
     w.agents.upsert(agent("late", devices=(device("l"),)))
-    extended = pending(on_eligibility_changed(first, T0 + 1_000, w))
+    extended = pending(on_eligibility_changed(first.site_id, [first], T0 + 1_000, w))
     late_ref = DeviceRef("late", "l")
     assert extended.awaited == (late_ref,)
     assert set(extended.notified) == {DeviceRef("early", "e"), late_ref}
@@ -282,7 +286,7 @@ def test_an_extension_reported_before_the_first_fan_out_keeps_the_first_awaited(
     w = world(agent("early", devices=(device("e"),)))
     round_ = pending(on_chat_event(None, request(), T0, w))
     w.agents.upsert(agent("late", devices=(device("l"),)))
-    extended = pending(on_eligibility_changed(round_, T0 + 1_000, w))
+    extended = pending(on_eligibility_changed(round_.site_id, [round_], T0 + 1_000, w))
     late_ref = DeviceRef("late", "l")
     reported = pending(on_fan_out_finished(extended, round_.request_id, (late_ref,), (late_ref,)))
     assert reported.awaited == (DeviceRef("early", "e"),)
