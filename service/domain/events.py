@@ -61,6 +61,8 @@ class AgentSnapshot:
     live_chat_available: bool
     push_enabled_by_site: Mapping[str, bool]
     devices: tuple[Device, ...]
+    display_name: str | None = None
+    """Optional: the agent's name as colleagues see it (the "taken by" update names it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,15 @@ class SiteSnapshot:
     contact_email: str | None
     contact_phone: str | None
     missed_message: str | None = None
+    push_title: str | None = None
+    """Optional alert title template with `{site_name}` / `{visitor_name}`, filled literally."""
+    push_body: str | None = None
+    """Optional alert body template, same placeholders."""
+    hide_visitor_name: bool = False
+    """No visitor name leaves the worker for this site (pushes, texts)."""
+    reminder_after_s: int | None = None
+    """`reminder_after_seconds`: one reminder alert this long after the request if the round is
+    still pending then; None: no reminder."""
 
 
 @dataclass(frozen=True, slots=True)

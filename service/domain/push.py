@@ -24,9 +24,25 @@ class ApnsEnvironment(StrEnum):
 class PushKind(StrEnum):
     HANDOFF_REQUESTED = "handoff_requested"
     """A visible, high-priority alert: a visitor waits for an agent."""
+    HANDOFF_REMINDER = "handoff_reminder"
+    """At most one per round, under the alert's collapse id, when the site asks for one
+    (`reminder_after_seconds`) and the round is still pending: how long is left."""
     HANDOFF_CLOSED = "handoff_closed"
     """The round closed: an update under the alert's collapse id that retires it on the phone (how
     it shows, a quiet replacing notification or a silent push, is the adapter's choice)."""
+    TEST_ALERT = "test_alert"
+    """Support's test push (command `livechat.push.test_requested`): a visible alert that is not
+    about any chat, so the agent can check that the phone buzzes."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalizedText:
+    """A localization key and its arguments, for the app to render in the phone's language
+    (APNs `title-loc-key` / `loc-args`, FCM `title_loc_key` / `body_loc_args`). The rendered
+    `title` / `body` travel next to it as the fallback."""
+
+    key: str
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +64,12 @@ class Push:
     title: str | None = None
     body: str | None = None
     apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+    title_loc: LocalizedText | None = None
+    body_loc: LocalizedText | None = None
+    public_title: str | None = None
+    public_body: str | None = None
+    """What a locked screen may show instead of `title` / `body` (never the visitor's name);
+    None: `title` / `body` are safe to show there."""
 
 
 class OutcomeKind(StrEnum):

@@ -20,6 +20,12 @@ class FanOutFinished:
     """Devices whose outcome is unknown: a request may have reached the phone (timed out, or the
     connection dropped), then retries ran out, the push expired or the round closed. Never also
     in `delivered`."""
+    rejected: tuple[DeviceRef, ...] = ()
+    """Devices whose token the provider declared dead for this push."""
+    failed: tuple[DeviceRef, ...] = ()
+    """Devices whose push failed for good (request bug, retries ran out, no sender). A device of
+    `covered` in none of delivered / unsure / rejected / failed was still waiting when the
+    deadline came (expired before it could be sent)."""
     covered: tuple[DeviceRef, ...] | None = None
     """Every device this fan-out pushed (None: every target of the round). A round's later
     fan-out (an agent became eligible) covers only its own devices."""

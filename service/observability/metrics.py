@@ -155,6 +155,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.request_to_accept = Histogram(
+            "notifier_request_to_accept_seconds",
+            "From a round's request to the agent's join that accepted it",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.rounds_unreachable = Counter(
+            "notifier_rounds_unreachable_total",
+            "Rounds whose request reached no agent's phone: nobody eligible, or no push delivered "
+            "by the time the round closed",
+            registry=r,
+        )
+        self.test_pushes = Counter(
+            "notifier_test_pushes_total",
+            "Test pushes (command livechat.push.test_requested), by outcome per device",
+            ["outcome"],
+            registry=r,
+        )
         self.transactions = Counter(
             "notifier_transactions_total", "Kafka transactions, by result", ["result"], registry=r
         )
@@ -185,6 +203,7 @@ class Metrics:
             (self.rounds_missed, MissedWhen),
             (self.rounds_degraded, NoteWhy),
             (self.transactions, ("committed", "aborted")),
+            (self.test_pushes, ("delivered", "token_rejected", "failed", "not_configured")),
         ]
         for counter, values in one_label:
             for value in values:

@@ -73,7 +73,7 @@ def build_notification(push: Push, style: ApnsStyle | None = None) -> ApnsNotifi
     expiration_s = push.expires_at_ms // 1000
     collapse_id = collapse_id_for(push.collapse_id)
     match push.kind:
-        case PushKind.HANDOFF_REQUESTED:
+        case PushKind.HANDOFF_REQUESTED | PushKind.HANDOFF_REMINDER | PushKind.TEST_ALERT:
             return _alert(push, style, collapse_id, expiration_s)
         case PushKind.HANDOFF_CLOSED:
             return _closing_update(push, style, collapse_id, expiration_s)

@@ -74,7 +74,7 @@ def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> mes
         "ttl": ttl_seconds(push.expires_at_ms, now_ms),
     }
     match push.kind:
-        case PushKind.HANDOFF_REQUESTED:
+        case PushKind.HANDOFF_REQUESTED | PushKind.HANDOFF_REMINDER | PushKind.TEST_ALERT:
             if push.title is None and push.body is None:
                 raise ValueError("a handoff request needs a title or a body")
             fields["notification"] = messaging.Notification(title=push.title, body=push.body)

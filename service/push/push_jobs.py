@@ -56,7 +56,7 @@ class Job:
         delivered = tuple(device for device, result in pairs if result is Result.DELIVERED)
         unsure = tuple(device for device, result in pairs if result is Result.UNSURE)
         return FanOutFinished(
-            self.partition, work.chat_id, work.request_id, delivered, unsure, tuple(devices)
+            self.partition, work.chat_id, work.request_id, delivered, unsure, covered=tuple(devices)
         )
 
 
