@@ -28,6 +28,7 @@ def isolated_names(prefix: str) -> dict[str, str]:
         "topic_push_feedback": f"{prefix}.push-feedback",
         "topic_dead_letter": f"{prefix}.dead-letter",
         "topic_changelog": f"{prefix}.changelog",
+        "topic_commands": f"{prefix}.notifier-commands",
     }
 
 

@@ -25,6 +25,7 @@ from service.domain.directory import AgentDirectory, SiteDirectory
 from service.domain.reports import FanOutReport
 from service.gc_policy import FREEZE_INTERVAL_S, freeze_job
 from service.http.server import Probe, build_app, start_http
+from service.kafka.commands import TestPushCommands
 from service.kafka.connection import check_connection, wait_for_group_coordinator
 from service.kafka.directory_feed import DirectoryFeed
 from service.kafka.topics import verify_topics
@@ -34,6 +35,7 @@ from service.partition.step import PartitionStep
 from service.push.base import PushSender
 from service.push.fanout import FanOut
 from service.push.senders import build_senders
+from service.push.test_push import TestPusher
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -47,7 +49,9 @@ class Application:
     def __init__(self, settings: Settings, senders: list[PushSender], clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        self.metrics = Metrics([settings.topic_chat_events, settings.topic_agents, settings.topic_sites])
+        self.metrics = Metrics(
+            [settings.topic_chat_events, settings.topic_agents, settings.topic_sites, settings.topic_commands]
+        )
         self.world = World(SiteDirectory(), AgentDirectory(), policy(settings))
         self.senders = senders
         self.metrics.watch_provider_auth(senders)
@@ -69,6 +73,8 @@ class Application:
         self.feed = DirectoryFeed(
             settings, self.world.agents, self.world.sites, self.metrics, limits, self.worker.sites_changed
         )
+        pusher = TestPusher(by_provider, self.metrics, clock)
+        self.commands = TestPushCommands(settings, self.world.agents, pusher, self.metrics, clock, limits)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.http_port: int | None = None
@@ -116,6 +122,8 @@ class Application:
             stopped.cancel()
             if self.feed.loaded and not self._stop.is_set():
                 self._tasks.append(asyncio.create_task(self.worker.run(), name="chat-worker"))
+                # Also after the directories loaded: an agent not loaded yet would be answered "unknown".
+                self._tasks.append(asyncio.create_task(self.commands.run(), name="test-push-commands"))
             exit_code = await self._supervise()
         finally:
             await self._shut_down(runner, scheduler)
@@ -144,6 +152,7 @@ class Application:
         log.info("worker_stopping")
         self.worker.stop()
         self.feed.stop()
+        self.commands.stop()
         grace = self.settings.shutdown_grace_seconds
         pending = [task for task in self._tasks if not task.done()]
         if pending:

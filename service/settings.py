@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     topic_push_feedback: str = "livechat.push-feedback"
     topic_dead_letter: str = "livechat.dead-letter"
     topic_changelog: str = "livechat.notifier-rounds-changelog"
+    topic_commands: str = "livechat.notifier-commands"
+    """Commands to the worker (`livechat.push.test_requested`), read by the group `<group_id>-commands`."""
     kafka_session_timeout_ms: PositiveInt = 10_000
     kafka_max_batch_records: PositiveInt = 2_000
     # Kafka security (TLS, SASL). Secrets are files: the SASL password is read from
@@ -81,6 +83,10 @@ class Settings(BaseSettings):
     tolerate_unknown_event_types: bool = False
     """Count and skip chat events of an unknown `type` instead of dead-lettering them (for a
     producer that starts emitting new types before this worker knows them)."""
+    dead_letter_redact_personal_data: bool = False
+    """Dead letters without personal data (visitor, e-mail, phone, token, display name members
+    replaced by a marker; a value that is not JSON dropped), marked by a `redacted` header. Off:
+    the original bytes, which a replay needs (docs/dead-letters.md)."""
 
     # Push
     fcm_credentials_file: Path | None = None

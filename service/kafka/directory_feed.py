@@ -64,7 +64,9 @@ class DirectoryFeed:
         self._sites = sites
         self._metrics = metrics
         self._limits = limits
-        self._rejections = RejectionReporter(settings.topic_dead_letter, "snapshot_rejected")
+        self._rejections = RejectionReporter(
+            settings.topic_dead_letter, "snapshot_rejected", settings.dead_letter_redact_personal_data
+        )
         self._loaded = asyncio.Event()
         self._stopping = asyncio.Event()
 

@@ -72,6 +72,7 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(settings.topic_chatbot, partitions, {}),
         TopicSpec(settings.topic_push_feedback, 1, {}),
         TopicSpec(settings.topic_dead_letter, 1, {}),
+        TopicSpec(settings.topic_commands, partitions, {}),
     ]
 
 
@@ -229,7 +230,8 @@ def _create_time_warning(settings: Settings, timestamp_type: str) -> str:
 
 
 async def verify_topics(settings: Settings) -> None:
-    """Raise TopicLayoutError unless the chat-events topic and its changelog are co-partitioned."""
+    """Raise TopicLayoutError unless the chat-events topic and its changelog are co-partitioned and
+    the commands topic exists."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
@@ -239,7 +241,8 @@ async def verify_topics(settings: Settings) -> None:
 
 
 async def _check_layout(admin: AIOKafkaAdminClient, settings: Settings) -> None:
-    names = [settings.topic_chat_events, settings.topic_changelog]
+    # The commands topic has no layout rule; it must exist, or test pushes would go unanswered.
+    names = [settings.topic_chat_events, settings.topic_changelog, settings.topic_commands]
     # Metadata of a topic created a moment ago reaches the broker we ask only shortly after.
     give_up = time.monotonic() + _METADATA_WAIT_S
     counts = await partition_counts(admin, names)

@@ -10,6 +10,7 @@ import structlog
 
 from service.observability.metrics import Metrics
 from service.partition.records import ConsumedRecord, OutRecord
+from service.wire.redaction import redact_personal_data
 from service.wire.rejection import Reason, Rejection
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,9 @@ class RejectionReporter:
     dead_letter_topic: str
     event: str
     """The log event: `event_rejected` (chat events), `snapshot_rejected` (directory snapshots)."""
+    redact_personal_data: bool = False
+    """Setting `dead_letter_redact_personal_data`: the dead letter's value without personal data
+    (`service/wire/redaction.py`), marked by a `redacted` header; else the original bytes."""
 
     def reject(self, record: ConsumedRecord, rejection: Rejection, **ids: str | None) -> OutRecord:
         """`ids`: the chat, agent or site the record is about, where known (log fields)."""
@@ -51,5 +55,11 @@ class RejectionReporter:
             detail=rejection.detail,
             **ids,
         )
-        headers = tuple(dead_letter_headers(record, rejection))
-        return OutRecord(self.dead_letter_topic, record.key, record.value, None, headers)
+        headers = dead_letter_headers(record, rejection)
+        value = record.value
+        if self.redact_personal_data:
+            redacted = redact_personal_data(value)
+            value = redacted.value
+            if redacted.redaction is not None:
+                headers.append(("redacted", redacted.redaction.value.encode()))
+        return OutRecord(self.dead_letter_topic, record.key, value, None, tuple(headers))

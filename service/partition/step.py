@@ -89,7 +89,9 @@ class PartitionStep:
         self._settings = settings
         self._world = world
         self._limits = limits
-        self._rejections = RejectionReporter(settings.topic_dead_letter, "event_rejected")
+        self._rejections = RejectionReporter(
+            settings.topic_dead_letter, "event_rejected", settings.dead_letter_redact_personal_data
+        )
 
     def run(
         self,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected
+from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected, NotifiedAgent
 
 CHAT_MISSED = "livechat.chat.missed"
 CHATBOT_SEND_MESSAGE = "livechat.chatbot.send_message"
@@ -41,6 +41,10 @@ def _envelope(event_id: str, event_type: str, source: str, time_ms: int, data: d
     )
 
 
+cloud_event = _envelope
+"""The CloudEvents 1.0 envelope of an output event, for the other encoders (commands.py)."""
+
+
 def encode_missed(effect: EmitMissed, source: str) -> bytes:
     return _envelope(
         effect.event_id,
@@ -57,8 +61,20 @@ def encode_missed(effect: EmitMissed, source: str) -> bytes:
             "devices_notified": effect.devices_notified,
             "late": effect.late,
             "expired_on_arrival": effect.expired_on_arrival,
+            "notified": [_notified_agent(agent) for agent in effect.notified],
         },
     )
+
+
+def _notified_agent(agent: NotifiedAgent) -> dict[str, object]:
+    """`reason` only where there is one: left out, not null, like the chatbot's contact."""
+    devices: list[dict[str, str]] = []
+    for device in agent.devices:
+        entry = {"device_id": device.device_id, "outcome": device.outcome.value}
+        if device.reason is not None:
+            entry["reason"] = device.reason
+        devices.append(entry)
+    return {"agent_id": agent.agent_id, "devices": devices}
 
 
 def encode_chatbot_message(effect: EmitChatbotMessage, source: str) -> bytes:

@@ -48,6 +48,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "NOTIFIER_TOPIC_CHATBOT": settings.topic_chatbot,
         "NOTIFIER_TOPIC_PUSH_FEEDBACK": settings.topic_push_feedback,
         "NOTIFIER_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
+        "NOTIFIER_TOPIC_COMMANDS": settings.topic_commands,
     }
     command = [sys.executable, "-m", "service", *args]
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60, check=False)

@@ -67,3 +67,16 @@ def test_a_rejection_is_counted_by_topic_and_reason() -> None:
         "notifier_events_rejected_total", {"topic": "livechat.agents", "reason": "too_large"}
     )
     assert sample == 1.0
+
+
+def test_with_redaction_on_the_dead_letter_holds_no_personal_data_and_says_so_in_a_header() -> None:
+    reporter = RejectionReporter("livechat.dead-letter", "event_rejected", redact_personal_data=True)
+    email = b"ada@example.org"
+    request = Record(value=b'{"type": "x", "data": {"visitor": {"email": "' + email + b'"}}}')
+    with capture_logs():
+        dead = reporter.reject(request, Rejection(Reason.BAD_DATA, "requested_at"), chat_id="c1")
+        not_json = reporter.reject(Record(), Rejection(Reason.INVALID_JSON, "line 1"), chat_id="c1")
+    assert dead.value == b'{"type":"x","data":{"visitor":"[redacted]"}}'
+    assert dict(dead.headers)["redacted"] == b"fields"
+    assert dict(dead.headers)["reason"] == b"bad_data"
+    assert (not_json.value, dict(not_json.headers)["redacted"]) == (None, b"body")
