@@ -149,8 +149,14 @@ def assert_domain_value_or_rejection(result: object) -> None:
             assert identifier is None or 0 < len(identifier.encode()) <= 1024
         return
     assert isinstance(result, DOMAIN_TYPES), f"neither a domain value nor a Rejection: {result!r}"
-    for field in dataclasses.fields(result):
-        value = getattr(result, field.name)
+    # Events are dataclasses; agent snapshots and devices are msgspec Structs (directory scale).
+    names = (
+        [field.name for field in dataclasses.fields(result)]
+        if dataclasses.is_dataclass(result)
+        else list(result.__struct_fields__)
+    )
+    for name in names:
+        value = getattr(result, name)
         if isinstance(value, str):
             value.encode()  # keys of changelog records and push payloads: must be valid UTF-8
 
