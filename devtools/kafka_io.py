@@ -72,6 +72,8 @@ class Output:
     key: str | None
     value: dict[str, Any] | None
     headers: dict[str, bytes]
+    raw: bytes | None = None
+    """The value's bytes as written (dead letters are compared byte for byte)."""
 
 
 class OutputReader:
@@ -109,7 +111,8 @@ class OutputReader:
                 for record in records:
                     value = None if record.value is None else _json_or_raw(record.value)
                     key = record.key.decode(errors="replace") if record.key is not None else None
-                    self.seen.append(Output(record.topic, key, value, dict(record.headers or ())))
+                    headers = dict(record.headers or ())
+                    self.seen.append(Output(record.topic, key, value, headers, record.value))
             async with self._changed:
                 self._changed.notify_all()
 
