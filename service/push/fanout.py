@@ -10,13 +10,14 @@ the consumer loop uses as backpressure (it stops fetching chat events until the 
 
 Transient failures are retried with `RetryPolicy` (service/backoff.py: capped, full jitter,
 honouring Retry-After), never past the push's expiry; a retry goes back into the queue in expiry
-order. A closing update for a round (`HANDOFF_CLOSED`) drops that round's alerts still queued or
-waiting out a backoff (`skipped{why="round_closed"}`) and stops retries of those in flight, so a
-429 or a 503 never makes a phone buzz for a chat that was taken. Each answer is counted and
+order. A closing update for a round (`HANDOFF_CLOSED`) drops that round's alerts and reminders
+still queued or waiting out a backoff (`skipped{why="round_closed"}`) and stops retries of those
+in flight, so a 429 or a 503 never makes a phone buzz for a chat that was taken. Each answer is counted and
 logged once, in push_outcomes.py. Results flow back through `report`, which the worker turns into
-changelog writes and `token_rejected` events in the partition's next transaction: the devices a
-provider accepted (`delivered`), and those whose outcome is unknown because a request may have
-reached the phone but no answer came back (`unsure`).
+changelog writes and `token_rejected` events in the partition's next transaction: per device,
+delivered, unsure (a request may have reached the phone but no answer came back), rejected (dead
+token), failed for good, or none of these (never sent before it expired: "pending"); see
+`push_jobs.Result`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from service.domain.push import OutcomeKind, Provider, PushKind, PushOutcome, Sk
 from service.domain.reports import FanOutReport
 from service.observability.metrics import Metrics
 from service.push.base import PushSender
-from service.push.push_jobs import Entry, Job, Jobs, Result, RoundKey, Stage
+from service.push.push_jobs import Entry, Job, Jobs, Result, RoundKey, Stage, stopped_by_closing
 from service.push.push_outcomes import MAY_HAVE_REACHED, PushOutcomes, RetryPolicy
 from service.push.push_queue import ProviderQueue, Saturation, push_size
 
@@ -79,7 +80,7 @@ class FanOut:
         if any(addressed.push.kind is PushKind.HANDOFF_CLOSED for addressed in job.pushes):
             self._close_round((job.chat_id, job.request_id))
         state = Job(partition, job, [None] * len(job.pushes), len(job.pushes), [])
-        alerts = any(addressed.push.kind is PushKind.HANDOFF_REQUESTED for addressed in job.pushes)
+        alerts = any(stopped_by_closing(addressed.push.kind) for addressed in job.pushes)
         self._jobs.add(state, alerts=alerts)
         now = self._clock.now_ms()
         touched: set[Provider] = set()
@@ -91,7 +92,7 @@ class FanOut:
                 state.pending -= 1
             elif now >= push.expires_at_ms:
                 self._outcomes.skipped(push.provider, SkipReason.EXPIRED)
-                state.results[index] = Result.FAILED
+                state.results[index] = Result.NOT_SENT
                 state.pending -= 1
             else:
                 entry = Entry(state, index, push_size(push))
@@ -149,7 +150,7 @@ class FanOut:
             if entry.push.expires_at_ms <= now:
                 queue.pop()
                 self._outcomes.skipped(queue.provider, SkipReason.EXPIRED)
-                self._settle(entry, entry.unknown)
+                self._settle(entry, entry.undelivered)
                 continue
             if queue.in_flight >= queue.max_in_flight:
                 break
@@ -200,17 +201,17 @@ class FanOut:
                 return Result.DELIVERED
             case OutcomeKind.TOKEN_DEAD:
                 self._outcomes.token_dead(job.partition, addressed, outcome)
-                return Result.FAILED
+                return Result.REJECTED
             case OutcomeKind.REQUEST_BUG:
-                return entry.unknown
+                return entry.undelivered
             case OutcomeKind.RETRY_LATER:
                 if outcome.reason in MAY_HAVE_REACHED:
                     entry.may_have_reached = True
                 if entry.attempts >= self._retry.max_attempts:
-                    return entry.unknown
+                    return entry.undelivered
                 if job.round_closed:
                     self._outcomes.skipped(addressed.push.provider, SkipReason.ROUND_CLOSED)
-                    return entry.unknown
+                    return entry.undelivered
                 return None
             case _:
                 assert_never(outcome.kind)
@@ -219,7 +220,7 @@ class FanOut:
         delay = self._backoff.delay(entry.attempts, outcome.retry_after_s)
         if self._clock.now_ms() + delay * 1000 >= entry.push.expires_at_ms:
             self._outcomes.skipped(queue.provider, SkipReason.EXPIRED)
-            self._settle(entry, entry.unknown)
+            self._settle(entry, entry.undelivered)
             return
         entry.stage = Stage.BACKOFF
         entry.timer = asyncio.get_running_loop().call_later(delay, self._backoff_over, queue, entry)
@@ -232,7 +233,8 @@ class FanOut:
     # -- rounds closing, partitions lost ------------------------------------------------------------
 
     def _close_round(self, key: RoundKey) -> None:
-        """The round closed: its alerts still waiting are dropped, those in flight not retried."""
+        """The round closed: its alerts and reminders still waiting are dropped, those in flight
+        not retried."""
         for job in self._jobs.pop_round(key):
             job.round_closed = True
             touched: set[ProviderQueue] = set()
@@ -242,7 +244,7 @@ class FanOut:
                         entry.timer.cancel()
                         entry.timer = None
                     self._outcomes.skipped(entry.push.provider, SkipReason.ROUND_CLOSED)
-                    self._settle(entry, entry.unknown)
+                    self._settle(entry, entry.undelivered)
                     touched.add(self.queues[entry.push.provider])
             for queue in touched:
                 queue.compact()

@@ -8,21 +8,44 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import assert_never
 
 from service.domain.effects import AddressedPush, SendPushes
-from service.domain.push import Push
+from service.domain.push import Push, PushKind
 from service.domain.reports import FanOutFinished
+from service.domain.rounds import DeviceRef
 
 RoundKey = tuple[str, str]
 """(chat_id, request_id): one round; the next round of the same chat has another request id."""
 
 
 class Result(Enum):
-    """What became of one push, for the round's `FanOutFinished`."""
+    """What became of one push, for the round's `FanOutFinished` (and the Missed event's
+    per-device `notified`, which the core builds from it)."""
 
     DELIVERED = auto()
     UNSURE = auto()
+    """Not known to be delivered, but a request may have reached the phone (no answer came)."""
+    REJECTED = auto()
+    """The provider declared the token dead."""
     FAILED = auto()
+    """Failed for good: a request bug, retries that ran out (or whose next one would come after
+    the expiry or the round's close), or no sender for the provider."""
+    NOT_SENT = auto()
+    """Never sent: it expired (or its round closed) before it got a slot. In no tuple of the
+    report, so the core calls the device "pending": still waiting when the deadline came."""
+
+
+def stopped_by_closing(kind: PushKind) -> bool:
+    """Whether a push of `kind` still waiting must be dropped once its round closed: whatever
+    buzzes for the chat (the alert, the reminder) must not buzz for a chat that was taken."""
+    match kind:
+        case PushKind.HANDOFF_REQUESTED | PushKind.HANDOFF_REMINDER:
+            return True
+        case PushKind.HANDOFF_CLOSED | PushKind.TEST_ALERT:
+            return False
+        case _:
+            assert_never(kind)
 
 
 class Stage(Enum):
@@ -53,10 +76,19 @@ class Job:
         work = self.work
         devices = [addressed.device for addressed in work.pushes]
         pairs = list(zip(devices, self.results, strict=True))
-        delivered = tuple(device for device, result in pairs if result is Result.DELIVERED)
-        unsure = tuple(device for device, result in pairs if result is Result.UNSURE)
+
+        def having(wanted: Result) -> tuple[DeviceRef, ...]:
+            return tuple(device for device, result in pairs if result is wanted)
+
         return FanOutFinished(
-            self.partition, work.chat_id, work.request_id, delivered, unsure, covered=tuple(devices)
+            self.partition,
+            work.chat_id,
+            work.request_id,
+            having(Result.DELIVERED),
+            having(Result.UNSURE),
+            having(Result.REJECTED),
+            having(Result.FAILED),
+            covered=tuple(devices),
         )
 
 
@@ -82,9 +114,13 @@ class Entry:
         return self.job.work.pushes[self.index].push
 
     @property
-    def unknown(self) -> Result:
-        """The result of a push that was not delivered: unsure if a request may have reached it."""
-        return Result.UNSURE if self.may_have_reached else Result.FAILED
+    def undelivered(self) -> Result:
+        """The result of a push given up on without a verdict on its token: unsure if a request
+        may have reached the phone, failed if requests were made and answered, not sent if none
+        was made."""
+        if self.may_have_reached:
+            return Result.UNSURE
+        return Result.FAILED if self.attempts else Result.NOT_SENT
 
 
 class Jobs:

@@ -7,7 +7,7 @@ exactly one log line, named by what it means (docs/errors.md, "Push provider ans
 
 | outcome | event | level |
 |---|---|---|
-| delivered | `push_sent` | info for an alert, debug for a closing update |
+| delivered | `push_sent` | info for an alert, a reminder or a test alert, debug for a closing update |
 | token dead | `push_token_rejected` | info |
 | request bug, or retry-later on the last attempt | `push_failed` | warning |
 | retry-later with attempts left | `push_attempt_failed` | info |
@@ -29,7 +29,7 @@ from service.backoff import Backoff, Jitter
 from service.clock import Clock
 from service.domain.effects import AddressedPush, SendPushes
 from service.domain.events import TokenRejection
-from service.domain.push import OutcomeKind, Provider, PushKind, PushOutcome, SkipReason
+from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome, SkipReason
 from service.domain.reports import DeviceRejected, FanOutReport
 from service.observability.metrics import Metrics
 
@@ -71,7 +71,7 @@ class PushOutcomes:
 
     def attempted(
         self,
-        work: SendPushes,
+        work: SendPushes | None,
         addressed: AddressedPush,
         outcome: PushOutcome,
         *,
@@ -79,13 +79,14 @@ class PushOutcomes:
         attempt: int,
         last: bool,
     ) -> None:
-        """One request's answer: its metrics and its one log line. `last`: no retry may follow."""
+        """One request's answer: its metrics and its one log line. `last`: no retry may follow.
+        `work`: the fan-out the push belongs to; None for a push sent on its own (`one_off.py`)."""
         push = addressed.push
         provider = push.provider.value
         self._metrics.push_latency.labels(provider).observe(seconds)
         self._metrics.pushes.labels(provider, push.kind.value, outcome.kind.value).inc()
-        fields: dict[str, Any] = {
-            "chat_id": work.chat_id,
+        fields: dict[str, Any] = {} if work is None else {"chat_id": work.chat_id}
+        fields |= {
             "agent_id": addressed.device.agent_id,
             "device_id": addressed.device.device_id,
             "provider": provider,
@@ -94,12 +95,7 @@ class PushOutcomes:
             fields["environment"] = (outcome.actual_environment or push.apns_environment).value
         match outcome.kind:
             case OutcomeKind.DELIVERED:
-                if push.kind is PushKind.HANDOFF_REQUESTED:
-                    seconds_to_push = max(0, self._clock.now_ms() - work.requested_at_ms) / 1000
-                    self._metrics.handoff_to_push.labels(provider).observe(seconds_to_push)
-                    log.info("push_sent", kind=push.kind.value, **fields)
-                else:
-                    log.debug("push_sent", kind=push.kind.value, **fields)
+                self._delivered(work, push, fields)
             case OutcomeKind.TOKEN_DEAD:
                 log.info("push_token_rejected", reason=outcome.reason, **fields)
             case OutcomeKind.REQUEST_BUG:
@@ -119,6 +115,22 @@ class PushOutcomes:
             case _:
                 assert_never(outcome.kind)
 
+    def _delivered(self, work: SendPushes | None, push: Push, fields: dict[str, Any]) -> None:
+        """Visible pushes log at info, closing updates at debug; only the first alert of a round
+        measures the time from the request to the push (a reminder comes late on purpose)."""
+        match push.kind:
+            case PushKind.HANDOFF_REQUESTED:
+                if work is not None:
+                    seconds_to_push = max(0, self._clock.now_ms() - work.requested_at_ms) / 1000
+                    self._metrics.handoff_to_push.labels(push.provider.value).observe(seconds_to_push)
+                log.info("push_sent", kind=push.kind.value, **fields)
+            case PushKind.HANDOFF_REMINDER | PushKind.TEST_ALERT:
+                log.info("push_sent", kind=push.kind.value, **fields)
+            case PushKind.HANDOFF_CLOSED:
+                log.debug("push_sent", kind=push.kind.value, **fields)
+            case _:
+                assert_never(push.kind)
+
     @staticmethod
     def _failed(kind: PushKind, outcome: PushOutcome, attempts: int, fields: dict[str, Any]) -> None:
         log.warning(
@@ -130,13 +142,15 @@ class PushOutcomes:
             **fields,
         )
 
-    def environment_mismatch(self, work: SendPushes, addressed: AddressedPush, outcome: PushOutcome) -> None:
+    def environment_mismatch(
+        self, work: SendPushes | None, addressed: AddressedPush, outcome: PushOutcome
+    ) -> None:
         """The token belongs to the other APNs environment: the agent's snapshot needs fixing."""
         configured = addressed.push.apns_environment.value
         self._metrics.apns_environment_mismatches.labels(configured).inc()
         log.warning(
             "apns_environment_mismatch",
-            chat_id=work.chat_id,
+            **({} if work is None else {"chat_id": work.chat_id}),
             agent_id=addressed.device.agent_id,
             device_id=addressed.device.device_id,
             configured=configured,

@@ -105,7 +105,7 @@ async def test_reports_the_devices_a_provider_accepted() -> None:
     )
     [finished] = reports
     ok, bad, ios = (DeviceRef("agent", f"device-{name}") for name in ("ok", "bad", "ios"))
-    assert finished == FanOutFinished(3, "chat", "req", (ok, ios), covered=(ok, bad, ios))
+    assert finished == FanOutFinished(3, "chat", "req", (ok, ios), failed=(bad,), covered=(ok, bad, ios))
     assert len(fcm.sent) == 2, "a request bug is not retried"
 
 
@@ -485,7 +485,8 @@ async def test_a_mismatched_token_that_is_dead_where_it_belongs_is_rejected_with
 
     [rejected] = [r for r in reports if isinstance(r, DeviceRejected)]
     assert rejected.rejection.reason == "Unregistered"
-    assert reports[-1] == FanOutFinished(3, "chat", "req", (), covered=(work.pushes[0].device,))
+    device = work.pushes[0].device
+    assert reports[-1] == FanOutFinished(3, "chat", "req", (), rejected=(device,), covered=(device,))
 
 
 async def test_each_attempt_logs_its_outcome_once_and_a_failure_says_push_failed_once() -> None:
@@ -530,3 +531,87 @@ async def test_each_attempt_logs_its_outcome_once_and_a_failure_says_push_failed
         "attempts": 1,
     }
     assert all("token" not in line for line in logs), "tokens are never logged"
+
+
+# -- per-device results (#12): delivered / unsure / rejected / failed / never sent -------------------
+
+
+async def test_each_device_is_reported_by_what_became_of_its_push() -> None:
+    script = {
+        "ok": [],
+        "timed-out": [PushOutcome(OutcomeKind.RETRY_LATER, "timeout")] * 4,
+        "dead": [PushOutcome(OutcomeKind.TOKEN_DEAD, "UNREGISTERED")],
+        "bad": [PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")],
+        "down": [PushOutcome(OutcomeKind.RETRY_LATER, "UNAVAILABLE")] * 4,  # retries ran out
+        "too-late": [PushOutcome(OutcomeKind.RETRY_LATER, "QUOTA_EXCEEDED", retry_after_s=120)],
+    }
+    fcm = ScriptedSender(Provider.FCM, script)
+    work = job(*((token, Provider.FCM) for token in script), ("ios", Provider.APNS))  # no APNs sender
+
+    [report] = finished(await run_fan_out([fcm], work))
+
+    def refs(*tokens: str) -> tuple[DeviceRef, ...]:
+        return tuple(DeviceRef("agent", f"device-{token}") for token in tokens)
+
+    assert report.delivered == refs("ok")
+    assert report.unsure == refs("timed-out")
+    assert report.rejected == refs("dead")
+    assert report.failed == refs("bad", "down", "too-late", "ios")
+    assert report.covered == refs(*script, "ios")
+
+
+async def test_a_push_that_expired_before_it_was_sent_is_in_no_tuple_so_pending() -> None:
+    clock = LoopClock()
+    fcm = BlockingSender(Provider.FCM)
+    reports: list[FanOutReport] = []
+    fan_out = FanOut({Provider.FCM: fcm}, Metrics([]), clock, reports.append, max_in_flight=1)
+    start = clock.now_ms()
+
+    fan_out.submit(3, alerts(("busy", Provider.FCM, start + 60_000), chat="busy", request="r0"))
+    await until(lambda: fcm.sent_count == 1)
+    fan_out.submit(3, alerts(("waits", Provider.FCM, start + 50), ("gone", Provider.FCM, start - 1)))
+    await until(lambda: len(finished(reports)) == 1)  # the expiry timer dropped "waits"
+
+    [report] = finished(reports)
+    assert report.request_id == "req"
+    assert (report.delivered, report.unsure, report.rejected, report.failed) == ((), (), (), ())
+    assert report.covered == (DeviceRef("agent", "waits"), DeviceRef("agent", "gone"))
+    fcm.release.set()
+    await until(lambda: len(finished(reports)) == 2)
+    assert [push.token for push in fcm.sent] == ["busy"]
+
+
+REMINDER = PushKind.HANDOFF_REMINDER
+
+
+async def test_a_closing_update_drops_the_rounds_reminders_like_its_alerts() -> None:
+    fcm = BlockingSender(Provider.FCM)
+    metrics = Metrics([])
+    reports: list[FanOutReport] = []
+    fan_out = FanOut({Provider.FCM: fcm}, metrics, ManualClock(), reports.append, max_in_flight=1)
+    expires = NOW + 60_000
+
+    fan_out.submit(3, alerts(("busy", Provider.FCM, expires), chat="other", request="r0"))
+    await until(lambda: fcm.sent_count == 1)
+    fan_out.submit(3, alerts(("phone", Provider.FCM, expires), request="r1", kind=REMINDER))
+    fan_out.submit(3, alerts(("phone", Provider.FCM, expires), request="r1", kind=CLOSED))
+    assert skipped_pushes(metrics) == {"fcm/round_closed": 1}
+    fcm.release.set()
+    await until(lambda: fan_out.in_flight == 0)
+
+    assert [(push.token, push.kind) for push in fcm.sent] == [("busy", ALERT), ("phone", CLOSED)]
+
+
+async def test_reminders_and_test_alerts_log_at_info_and_only_the_alert_measures_request_to_push() -> None:
+    fcm = ScriptedSender(Provider.FCM)
+    metrics = Metrics([])
+    fan_out = FanOut({Provider.FCM: fcm}, metrics, ManualClock(), lambda _: None)
+
+    with capture_logs() as logs:
+        for kind in (REMINDER, PushKind.TEST_ALERT, CLOSED):
+            fan_out.submit(3, alerts(("phone", Provider.FCM, NOW + 60_000), request=kind.value, kind=kind))
+        await until(lambda: fan_out.in_flight == 0)
+
+    sent = [(line["kind"], line["log_level"]) for line in logs if line["event"] == "push_sent"]
+    assert sent == [("handoff_reminder", "info"), ("test_alert", "info"), ("handoff_closed", "debug")]
+    assert sample(metrics, "notifier_handoff_to_push_seconds_count", provider="fcm") == 0
