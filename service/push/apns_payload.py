@@ -6,7 +6,7 @@ shell is apns.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, assert_never
 from urllib.parse import urlsplit
@@ -15,8 +15,8 @@ import msgspec
 from aioapns import PushType
 
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
-from service.push.closing_texts import closing_text
-from service.push.limits import collapse_id_for, ensure_fits, fit_texts
+from service.push.closing_texts import closing_texts_of
+from service.push.limits import AlertTexts, collapse_id_for, ensure_fits
 
 APPLE_PRODUCTION_URL: Final = "https://api.push.apple.com:443"
 APPLE_SANDBOX_URL: Final = "https://api.sandbox.push.apple.com:443"
@@ -61,9 +61,12 @@ class ApnsNotification:
 def build_notification(push: Push, style: ApnsStyle | None = None) -> ApnsNotification:
     """The APNs notification for `push`, styled by `style`; ValueError if it cannot be expressed.
 
-    The collapse id is derived from the chat id so that it fits Apple's 64 bytes, and the alert's
-    title and body are cut (`fit_texts`) so that the payload, as aioapns serializes it, fits
-    Apple's 4096 bytes (`limits.py`); `PayloadTooLargeError` if it cannot.
+    A reminder looks like the alert it reminds of (same collapse id, interruption level, sound,
+    thread); a test alert too (its collapse id is the test's own, never a chat's: it replaces only
+    an earlier test). The collapse id is derived from the chat id
+    so that it fits Apple's 64 bytes, and the alert's title, body and loc args are cut
+    (`AlertTexts.fitted`) so that the payload, as aioapns serializes it, fits Apple's 4096 bytes
+    (`limits.py`); `PayloadTooLargeError` if it cannot.
     """
     style = style or ApnsStyle()
     if push.provider is not Provider.APNS:
@@ -87,21 +90,46 @@ def _grouped(push: Push, aps: dict[str, Any]) -> dict[str, Any]:
     return {**aps, "thread-id": site_id} if site_id else aps
 
 
+def _alert_dictionary(push: Push, texts: AlertTexts) -> dict[str, str | list[str]]:
+    """`aps.alert`: the rendered title and body (the fallback) and, when the core sent them, the
+    loc keys and their (fitted) args. iOS shows the localized string of a loc key that the app's
+    Localizable.strings has, and the key itself if it has not (docs/integration-guide.md)."""
+    alert: dict[str, str | list[str]] = {}
+    if texts.title is not None:
+        alert["title"] = texts.title
+    if texts.body is not None:
+        alert["body"] = texts.body
+    if push.title_loc is not None:
+        alert["title-loc-key"] = push.title_loc.key
+        if texts.title_args:
+            alert["title-loc-args"] = list(texts.title_args)
+    if push.body_loc is not None:
+        alert["loc-key"] = push.body_loc.key
+        if texts.body_args:
+            alert["loc-args"] = list(texts.body_args)
+    return alert
+
+
+def _fitted_payload(
+    push: Push, texts: AlertTexts, payload_with: Callable[[dict[str, str | list[str]]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The payload `payload_with(alert)`, its texts and loc args cut so that it fits 4096 bytes."""
+    fitted = texts.fitted(lambda cut: payload_size(payload_with(_alert_dictionary(push, cut))))
+    return payload_with(_alert_dictionary(push, fitted))
+
+
 def _alert(push: Push, style: ApnsStyle, collapse_id: str, expiration_s: int) -> ApnsNotification:
-    """An immediate alert with the push's title and body, cut to fit Apple's payload limit."""
+    """An immediate alert with the push's texts, cut to fit Apple's payload limit."""
     if push.title is None and push.body is None:
-        raise ValueError("a handoff request needs a title or a body")
+        raise ValueError("an alert needs a title or a body")
     sound = {"sound": style.sound} if style.sound else {}
 
-    def alert_payload(title: str | None, body: str | None) -> dict[str, Any]:
-        alert = {key: value for key, value in (("title", title), ("body", body)) if value is not None}
+    def payload_with(alert: dict[str, str | list[str]]) -> dict[str, Any]:
         aps = {"alert": alert, **sound, "interruption-level": style.interruption_level}
         return {"aps": _grouped(push, aps), **push.data}
 
-    title, body = fit_texts(push.title, push.body, lambda t, b: payload_size(alert_payload(t, b)))
-    return ApnsNotification(
-        alert_payload(title, body), PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s
-    )
+    payload = _fitted_payload(push, AlertTexts.of(push), payload_with)
+    return ApnsNotification(payload, PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s)
 
 
 def _closing_update(push: Push, style: ApnsStyle, collapse_id: str, expiration_s: int) -> ApnsNotification:
@@ -112,15 +140,21 @@ def _closing_update(push: Push, style: ApnsStyle, collapse_id: str, expiration_s
     `content-available` stays so that a running app can also remove it. Priority 5: a passive
     alert presents nothing, so it needs no immediate delivery; power-saving delivery still reaches
     the phone by the time someone looks at it (Apple: priority 10 is for alerts that must show at
-    once). `background`: a silent push, which iOS throttles (a few per hour, none to a
-    force-quit app). Both carry the push's data (`outcome`, `request_id`, ...).
+    once). Its texts are the core's (title, body, loc keys: "Taken by Anna"), or a fixed text per
+    outcome for a push without any (`closing_texts.py`). `background`: a silent push, which iOS
+    throttles (a few per hour, none to a force-quit app). Both carry the push's data (`outcome`,
+    `request_id`, `agent_id`, ...).
     """
     payload: dict[str, Any]
     push_type: PushType
     match style.closing_update:
         case "alert":
-            aps = {"alert": {"body": closing_text(push.data)}, "interruption-level": "passive"}
-            payload = {"aps": _grouped(push, {**aps, "content-available": 1}), **push.data}
+
+            def payload_with(alert: dict[str, str | list[str]]) -> dict[str, Any]:
+                aps = {"alert": alert, "interruption-level": "passive", "content-available": 1}
+                return {"aps": _grouped(push, aps), **push.data}
+
+            payload = _fitted_payload(push, closing_texts_of(push), payload_with)
             push_type = PushType.ALERT
         case "background":
             payload, push_type = {"aps": {"content-available": 1}, **push.data}, PushType.BACKGROUND

@@ -18,8 +18,8 @@ from firebase_admin import messaging
 
 from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push import firebase_encoder
-from service.push.closing_texts import closing_text
-from service.push.limits import collapse_id_for, ensure_fits, fit_texts
+from service.push.closing_texts import closing_texts_of
+from service.push.limits import AlertTexts, collapse_id_for, ensure_fits
 
 MAX_TTL_S: Final = 2_419_200
 """FCM refuses a TTL above 28 days."""
@@ -58,15 +58,16 @@ def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> mes
     """The FCM v1 message for `push`, styled by `style`; ValueError if it cannot be expressed.
 
     The collapse key and the notification tag are the chat's derived collapse id (`limits.py`),
-    the same as APNs'. The 4096-byte limit is enforced where the message is encoded
-    (`body_bytes`), so that firebase-admin's encoder runs once per push.
+    the same as APNs' (a test alert's is the test's own, never a chat's). A reminder and a test
+    alert look like the alert (tag, channel, priority). The 4096-byte limit is enforced where the
+    message is encoded (`body_bytes`), so that firebase-admin's encoder runs once per push.
     """
     style = style or FcmStyle()
     if push.provider is not Provider.FCM:
         raise ValueError(f"not an FCM push: {push.provider}")
     collapse_id = collapse_id_for(push.collapse_id)
-    fields: dict[str, Any] = {"data": dict(push.data)}
-    # High priority for both kinds: on a dozing phone a normal-priority message waits for a
+    fields: dict[str, Any] = {"data": _data(push)}
+    # High priority for every kind: on a dozing phone a normal-priority message waits for a
     # maintenance window, and the request (or the stale alert) would wait with it.
     android: dict[str, Any] = {
         "collapse_key": collapse_id,
@@ -76,23 +77,18 @@ def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> mes
     match push.kind:
         case PushKind.HANDOFF_REQUESTED | PushKind.HANDOFF_REMINDER | PushKind.TEST_ALERT:
             if push.title is None and push.body is None:
-                raise ValueError("a handoff request needs a title or a body")
-            fields["notification"] = messaging.Notification(title=push.title, body=push.body)
+                raise ValueError("an alert needs a title or a body")
             # The tag makes a later notification for the same chat replace this one on the phone;
             # PRIORITY_MAX is what heads-up needs before Android 8 (after: the channel's importance).
-            android["notification"] = messaging.AndroidNotification(
-                tag=collapse_id, channel_id=style.channel_id, priority="max"
-            )
+            _show(fields, android, push, AlertTexts.of(push), collapse_id, style.channel_id, "max")
         case PushKind.HANDOFF_CLOSED:
             match style.closing_update:
                 case "notification":
                     # Replaces the alert (same tag) in the quiet channel, shown by Android itself,
                     # so it lands with the app not running too. PRIORITY_LOW: no sound or pop-up
                     # before Android 8 either.
-                    fields["notification"] = messaging.Notification(body=closing_text(push.data))
-                    android["notification"] = messaging.AndroidNotification(
-                        tag=collapse_id, channel_id=style.closing_channel_id, priority="low"
-                    )
+                    texts = closing_texts_of(push)
+                    _show(fields, android, push, texts, collapse_id, style.closing_channel_id, "low")
                 case "data":
                     # Data-only: the app's service removes the alert (unless the app was
                     # force-stopped); Android deprioritises high-priority data messages that
@@ -114,6 +110,46 @@ def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> mes
     message = messaging.Message(**fields)
     message.token = push.token
     return message
+
+
+def _data(push: Push) -> dict[str, str]:
+    """The message's data: the push's, plus its lock-screen texts (`public_title` /
+    `public_body`) when it has them, for the app that renders the notification itself to build
+    its public version (FCM HTTP v1 has no field for Android's `Notification.publicVersion`)."""
+    public = (("public_title", push.public_title), ("public_body", push.public_body))
+    return {**push.data, **{key: text for key, text in public if text is not None}}
+
+
+def _show(
+    fields: dict[str, Any],
+    android: dict[str, Any],
+    push: Push,
+    texts: AlertTexts,
+    tag: str,
+    channel_id: str,
+    priority: str,
+) -> None:
+    """Add a notification showing `texts` to the message's `fields` and `android` config: the
+    rendered title and body (the fallback) and the core's loc keys and args, in `channel_id`.
+
+    `visibility` private when the push has lock-screen texts: on a secure lock screen Android
+    then shows the app's name and "Contents hidden" (or the public version the app builds from
+    `public_title` / `public_body` when it renders the notification itself).
+    """
+    fields["notification"] = messaging.Notification(title=texts.title, body=texts.body)
+    loc: dict[str, Any] = {}
+    if push.title_loc is not None:
+        loc |= {"title_loc_key": push.title_loc.key, "title_loc_args": list(texts.title_args) or None}
+    if push.body_loc is not None:
+        loc |= {"body_loc_key": push.body_loc.key, "body_loc_args": list(texts.body_args) or None}
+    private = push.public_title is not None or push.public_body is not None
+    android["notification"] = messaging.AndroidNotification(
+        tag=tag,
+        channel_id=channel_id,
+        priority=priority,
+        visibility="private" if private else None,
+        **loc,
+    )
 
 
 def fcm_error_code(body: object) -> str | None:
@@ -184,28 +220,42 @@ _TARGETS: Final = frozenset({"token", "fid", "topic", "condition"})
 
 
 def body_bytes(message: messaging.Message) -> bytes:
-    """`encode_body(message)` as JSON bytes, with the notification's title and body cut
-    (`fit_texts`) so that `payload_size` is at most 4096 bytes; `PayloadTooLargeError` if it
-    cannot be. msgspec, not `json.dumps`: cheaper per push (docs/benchmarks.md, "Figures behind
+    """`encode_body(message)` as JSON bytes, with the notification's title, body and loc args cut
+    (`AlertTexts.fitted`) so that `payload_size` is at most 4096 bytes; `PayloadTooLargeError` if
+    it cannot be. msgspec, not `json.dumps`: cheaper per push (docs/benchmarks.md, "Figures behind
     the push code")."""
     body = encode_body(message)
     encoded: dict[str, Any] = body["message"]
-    notification = encoded.get("notification")
-    if not isinstance(notification, dict):
+    shown: dict[str, Any] = encoded.get("notification") or {}
+    android: dict[str, Any] = encoded.get("android") or {}
+    localized: dict[str, Any] = android.get("notification") or {}
+    texts = AlertTexts(
+        shown.get("title"),
+        shown.get("body"),
+        tuple(localized.get("title_loc_args") or ()),
+        tuple(localized.get("body_loc_args") or ()),
+    )
+    if texts == AlertTexts(None, None):
         ensure_fits(payload_size(encoded))
         return _json.encode(body)
 
-    def with_texts(title: str | None, text: str | None) -> dict[str, Any]:
-        texts = {key: value for key, value in (("title", title), ("body", text)) if value is not None}
-        others = {key: value for key, value in notification.items() if key not in {"title", "body"}}
-        return {**encoded, "notification": {**others, **texts}}
+    def with_texts(cut: AlertTexts) -> dict[str, Any]:
+        rendered = {key: text for key, text in (("title", cut.title), ("body", cut.body)) if text is not None}
+        args = {
+            key: list(value)
+            for key, value in (("title_loc_args", cut.title_args), ("body_loc_args", cut.body_args))
+            if value
+        }
+        notification = {**{k: v for k, v in shown.items() if k not in {"title", "body"}}, **rendered}
+        result = {**encoded, "android": {**android, "notification": {**localized, **args}}}
+        if notification:
+            result["notification"] = notification
+        return result
 
-    title, text = fit_texts(
-        notification.get("title"), notification.get("body"), lambda t, b: payload_size(with_texts(t, b))
-    )
-    if (title, text) == (notification.get("title"), notification.get("body")):
+    fitted = texts.fitted(lambda cut: payload_size(with_texts(cut)))
+    if fitted == texts:
         return _json.encode(body)
-    return _json.encode({"message": with_texts(title, text)})
+    return _json.encode({"message": with_texts(fitted)})
 
 
 def payload_size(encoded: Mapping[str, Any]) -> int:

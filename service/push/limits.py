@@ -5,7 +5,8 @@ APNs takes an `apns-collapse-id` of at most 64 bytes and both providers refuse a
 decoder allows 256 characters) and site and visitor names are free text, so each adapter derives
 the collapse id with `collapse_id_for` (the same rule for the APNs collapse id and the FCM collapse
 key and notification tag, so an alert and the closing update of the same chat always match), and
-fits its payload with `fit_texts`, measuring with its own serialization. Pure: no I/O.
+fits its payload with `fit_texts` (title, body and loc args), measuring with its own
+serialization. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NamedTuple
 
+from service.domain.push import Push
 from service.errors import NotifierError
 
 MAX_COLLAPSE_ID_BYTES: Final = 64
@@ -71,37 +73,70 @@ def ensure_fits(size: int, limit: int = MAX_PAYLOAD_BYTES) -> None:
         raise PayloadTooLargeError(f"payload of {size} bytes, over the limit of {limit}")
 
 
-def fit_texts(
-    title: str | None,
-    body: str | None,
-    size_of: Callable[[str | None, str | None], int],
-    limit: int = MAX_PAYLOAD_BYTES,
-) -> tuple[str | None, str | None]:
-    """The title and body to send so that `size_of(title, body)`, the payload's size in bytes as
-    the provider counts it, is at most `limit`.
+Texts = tuple[str | None, ...]
+"""The cuttable texts of one push, in an order its adapter chooses: the title, the body, the
+arguments of their localization keys (loc args are data the phone shows: they are measured and
+cut like the texts they fill in), ... `None` is a text that is absent."""
 
-    Unchanged if they fit (one call to `size_of`). Otherwise both are capped at the same number of
-    UTF-8 bytes (a text under the cap stays whole, so the shorter text, usually the title with the
-    site name, keeps most), the largest cap that fits, found by bisection; a cut text ends in an
-    ellipsis. `None` stays `None`. `PayloadTooLargeError` if even texts cut to a bare ellipsis do not
+
+def fit_texts(texts: Texts, size_of: Callable[[Texts], int], limit: int = MAX_PAYLOAD_BYTES) -> Texts:
+    """The `texts` to send so that `size_of(texts)`, the payload's size in bytes as the provider
+    counts it, is at most `limit`.
+
+    Unchanged if they fit (one call to `size_of`). Otherwise every text is capped at the same
+    number of UTF-8 bytes (a text under the cap stays whole, so the shorter texts, usually the title
+    with the site name and the loc args, keep most), the largest cap that fits, found by bisection;
+    a cut text ends in an ellipsis. A cut loc arg is the same prefix as the rendered text it fills
+    in, so the localized text and the fallback read alike. `None` stays `None`; what is not a text
+    (keys, data) is never cut. `PayloadTooLargeError` if even texts cut to a bare ellipsis do not
     fit: then the rest of the payload is too big, and no cut of the texts can help.
     """
-    if size_of(title, body) <= limit:
-        return title, body
+    if size_of(texts) <= limit:
+        return texts
 
-    def cut(cap: int) -> tuple[str | None, str | None]:
-        return (
-            None if title is None else truncate_utf8(title, cap),
-            None if body is None else truncate_utf8(body, cap),
-        )
+    def cut(cap: int) -> Texts:
+        return tuple(None if text is None else truncate_utf8(text, cap) for text in texts)
 
-    fits, too_big = _ELLIPSIS_BYTES, max(len((text or "").encode()) for text in (title, body))
-    if size_of(*cut(fits)) > limit:
+    fits, too_big = _ELLIPSIS_BYTES, max((len((text or "").encode()) for text in texts), default=0)
+    if size_of(cut(fits)) > limit:
         raise PayloadTooLargeError(f"payload over {limit} bytes even with its texts cut to {ELLIPSIS!r}")
     while too_big - fits > 1:  # invariant: cap `fits` fits, cap `too_big` does not
         middle = (fits + too_big) // 2
-        if size_of(*cut(middle)) <= limit:
+        if size_of(cut(middle)) <= limit:
             fits = middle
         else:
             too_big = middle
     return cut(fits)
+
+
+class AlertTexts(NamedTuple):
+    """What a visible push shows, as both providers carry it: the rendered title and body (the
+    fallback) and the arguments of the core's loc keys (the keys themselves are not texts)."""
+
+    title: str | None
+    body: str | None
+    title_args: tuple[str, ...] = ()
+    body_args: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, push: Push) -> AlertTexts:
+        return cls(
+            push.title,
+            push.body,
+            push.title_loc.args if push.title_loc else (),
+            push.body_loc.args if push.body_loc else (),
+        )
+
+    def fitted(self, size_of: Callable[[AlertTexts], int], limit: int = MAX_PAYLOAD_BYTES) -> AlertTexts:
+        """These texts cut by `fit_texts` (every text and every loc arg under one byte cap) so
+        that `size_of` them is at most `limit`; `PayloadTooLargeError` if no cut can fit."""
+        titles = len(self.title_args)
+
+        def rebuilt(texts: Texts) -> AlertTexts:
+            title, body, *args = texts
+            return AlertTexts(
+                title, body, tuple(a or "" for a in args[:titles]), tuple(a or "" for a in args[titles:])
+            )
+
+        flat = (self.title, self.body, *self.title_args, *self.body_args)
+        return rebuilt(fit_texts(flat, lambda texts: size_of(rebuilt(texts)), limit))

@@ -11,7 +11,9 @@ from service.push.limits import (
     ELLIPSIS,
     MAX_COLLAPSE_ID_BYTES,
     MAX_PAYLOAD_BYTES,
+    AlertTexts,
     PayloadTooLargeError,
+    Texts,
     collapse_id_for,
     ensure_fits,
     fit_texts,
@@ -108,14 +110,19 @@ def json_size(title: str | None, body: str | None, data: str = "") -> int:
     return len(json.dumps(payload, ensure_ascii=False).encode())
 
 
+def sized(texts: Texts) -> int:
+    title, body = texts
+    return json_size(title, body)
+
+
 def test_texts_that_fit_are_unchanged_after_a_single_measurement() -> None:
-    calls: list[tuple[str | None, str | None]] = []
+    calls: list[Texts] = []
 
-    def size_of(title: str | None, body: str | None) -> int:
-        calls.append((title, body))
-        return json_size(title, body)
+    def size_of(texts: Texts) -> int:
+        calls.append(texts)
+        return sized(texts)
 
-    assert fit_texts("Live chat request · Alpine Tours", "Ada is waiting", size_of) == (
+    assert fit_texts(("Live chat request · Alpine Tours", "Ada is waiting"), size_of) == (
         "Live chat request · Alpine Tours",
         "Ada is waiting",
     )
@@ -135,7 +142,7 @@ def test_texts_that_fit_are_unchanged_after_a_single_measurement() -> None:
     ],
 )
 def test_fitted_texts_fit_the_limit_and_keep_as_much_as_fits(title: str | None, body: str | None) -> None:
-    fitted_title, fitted_body = fit_texts(title, body, json_size)
+    fitted_title, fitted_body = fit_texts((title, body), sized)
 
     assert json_size(fitted_title, fitted_body) <= MAX_PAYLOAD_BYTES
     for original, fitted in ((title, fitted_title), (body, fitted_body)):
@@ -157,7 +164,7 @@ def test_the_shorter_text_stays_whole_while_the_longer_is_cut() -> None:
     title = "Live chat request · " + "観" * 200  # 620 bytes
     body = "😀" * 1000 + " is waiting for an agent."
 
-    fitted_title, fitted_body = fit_texts(title, body, json_size)
+    fitted_title, fitted_body = fit_texts((title, body), sized)
 
     assert fitted_title == title
     assert fitted_body is not None and fitted_body.startswith("😀") and fitted_body.endswith(ELLIPSIS)
@@ -166,12 +173,14 @@ def test_the_shorter_text_stays_whole_while_the_longer_is_cut() -> None:
 
 def test_fitting_is_deterministic() -> None:
     title, body = "T" + "観" * 300, "😀" * 1000
-    assert fit_texts(title, body, json_size) == fit_texts(title, body, json_size)
+    assert fit_texts((title, body), sized) == fit_texts((title, body), sized)
 
 
 def test_data_too_big_for_any_cut_of_the_texts_is_refused() -> None:
     with pytest.raises(PayloadTooLargeError):
-        fit_texts("title", "body", lambda t, b: json_size(t, b, data="x" * MAX_PAYLOAD_BYTES))
+        fit_texts(
+            ("title", "body"), lambda texts: json_size(texts[0], texts[1], data="x" * MAX_PAYLOAD_BYTES)
+        )
 
 
 def test_a_payload_without_texts_is_checked_against_the_limit() -> None:
@@ -179,3 +188,47 @@ def test_a_payload_without_texts_is_checked_against_the_limit() -> None:
     with pytest.raises(PayloadTooLargeError):
         ensure_fits(MAX_PAYLOAD_BYTES + 1)
     assert issubclass(PayloadTooLargeError, ValueError)
+
+
+# -- AlertTexts: title, body and loc args fitted together -------------------------------------------
+
+
+def loc_size(texts: AlertTexts, data: str = "") -> int:
+    """A stand-in payload with loc keys: the args are in it, and so measured."""
+    alert = {
+        "title": texts.title,
+        "body": texts.body,
+        "title-loc-key": "ALERT_TITLE",
+        "title-loc-args": list(texts.title_args),
+        "loc-key": "ALERT_BODY",
+        "loc-args": list(texts.body_args),
+    }
+    return len(json.dumps({"alert": alert, "data": data}, ensure_ascii=False).encode())
+
+
+def test_loc_args_are_measured_and_cut_under_the_same_cap_as_the_texts_they_fill_in() -> None:
+    site, visitor = "Alpine Tours", "😀" * 900
+    texts = AlertTexts(f"Live chat · {site}", f"{visitor} is waiting", (site,), (visitor,))
+    assert loc_size(AlertTexts(texts.title, texts.body)) <= MAX_PAYLOAD_BYTES, "fits without its args"
+
+    fitted = texts.fitted(loc_size)
+
+    assert loc_size(fitted) <= MAX_PAYLOAD_BYTES
+    assert (fitted.title, fitted.title_args) == (texts.title, (site,)), "short texts stay whole"
+    [visitor_arg] = fitted.body_args
+    assert fitted.body is not None and fitted.body.endswith(ELLIPSIS)
+    assert visitor_arg.endswith(ELLIPSIS) and visitor.startswith(visitor_arg.removesuffix(ELLIPSIS))
+    # The arg and the rendered body it fills in are cut alike: the localized text reads as the fallback.
+    assert fitted.body.startswith(visitor_arg.removesuffix(ELLIPSIS))
+    assert len(fitted.body_args) == len(texts.body_args) and len(fitted.title_args) == 1
+
+
+def test_alert_texts_that_fit_with_their_args_are_unchanged() -> None:
+    texts = AlertTexts("Live chat · Alpine Tours", "Ada is waiting", ("Alpine Tours",), ("Ada",))
+    assert texts.fitted(loc_size) == texts
+
+
+def test_args_too_many_to_fit_even_cut_are_refused() -> None:
+    texts = AlertTexts("t", "b", (), tuple("x" * 20 for _ in range(1000)))
+    with pytest.raises(PayloadTooLargeError):
+        texts.fitted(loc_size)
