@@ -34,8 +34,9 @@ from service.observability.metrics import Metrics
 from service.partition.step import PartitionStep
 from service.push.base import PushSender
 from service.push.fanout import FanOut
+from service.push.one_off import OneOffSender
 from service.push.senders import build_senders
-from service.push.test_push import TestPusher
+from service.push.test_push import TEST_RETRY, TestPusher
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -73,7 +74,7 @@ class Application:
         self.feed = DirectoryFeed(
             settings, self.world.agents, self.world.sites, self.metrics, limits, self.worker.sites_changed
         )
-        pusher = TestPusher(by_provider, self.metrics, clock)
+        pusher = TestPusher(OneOffSender(senders, self.metrics, clock, retry=TEST_RETRY), self.metrics, clock)
         self.commands = TestPushCommands(settings, self.world.agents, pusher, self.metrics, clock, limits)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()

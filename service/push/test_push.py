@@ -1,20 +1,19 @@
 """Support's test push: one test alert to each of an agent's devices (or to one), through the same
-senders as the real alerts, and what came of it per device.
+senders as the real alerts (`OneOffSender`, one_off.py: same retry policy and outcome accounting),
+and what came of it per device.
 
 It is a test of the phone, so it ignores what decides a real alert (live chat availability, the
 per-site toggles): support asks "does this phone buzz at all?". Devices whose token a provider
 already declared dead are not pushed; they are answered `token_rejected` at once. A transient
-failure is retried (`RetryPolicy`, a few attempts, a short cap: someone is waiting for the answer);
+failure is retried (`TEST_RETRY`: a few attempts, a short cap, someone is waiting for the answer);
 what still fails is answered `failed` with the provider's reason. A provider without credentials
-on this worker is answered `not_configured`. Every request's answer is counted in
-`notifier_pushes_total{kind="test_alert"}`, every device's outcome in `notifier_test_pushes_total`.
+on this worker is answered `not_configured`. Each device's outcome is counted in
+`notifier_test_pushes_total{outcome}`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -22,10 +21,12 @@ import structlog
 
 from service.clock import Clock
 from service.domain.directory import AgentDirectory
+from service.domain.effects import AddressedPush
 from service.domain.events import Device, TokenRejection
-from service.domain.push import LocalizedText, OutcomeKind, Provider, Push, PushKind, PushOutcome
+from service.domain.push import LocalizedText, OutcomeKind, Push, PushKind, PushOutcome
+from service.domain.rounds import DeviceRef
 from service.observability.metrics import Metrics
-from service.push.base import PushSender
+from service.push.one_off import OneOffSender
 from service.push.push_outcomes import RetryPolicy, token_fingerprint
 from service.wire.commands import DeviceTestResult, TestOutcome, TestPushRequested
 
@@ -55,7 +56,7 @@ class TestAnswer:
     """(rejection, the exact token): to mark dead and report like a real alert's rejection."""
 
 
-def test_alert(device: Device, request_id: str, now_ms: int) -> Push:
+def build_test_alert(device: Device, request_id: str, now_ms: int) -> Push:
     """The test alert for `device`: visible like a real alert, about no chat."""
     return Push(
         provider=device.provider,
@@ -72,7 +73,7 @@ def test_alert(device: Device, request_id: str, now_ms: int) -> Push:
     )
 
 
-def test_targets(agents: AgentDirectory, command: TestPushRequested) -> list[tuple[Device, bool]]:
+def devices_to_test(agents: AgentDirectory, command: TestPushRequested) -> list[tuple[Device, bool]]:
     """The devices the command names, each with whether its token is known dead; empty when the
     agent is unknown or has no such device."""
     agent = agents.get(command.agent_id)
@@ -103,23 +104,14 @@ class TestPusher:
 
     __test__ = False
 
-    def __init__(
-        self,
-        senders: Mapping[Provider, PushSender],
-        metrics: Metrics,
-        clock: Clock,
-        retry: RetryPolicy = TEST_RETRY,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._senders = senders
+    def __init__(self, one_off: OneOffSender, metrics: Metrics, clock: Clock) -> None:
+        self._one_off = one_off
         self._metrics = metrics
         self._clock = clock
-        self._retry = retry
-        self._backoff = retry.backoff(rng or random.Random())  # noqa: S311 -- jitter, not cryptography
 
     async def answer(self, agents: AgentDirectory, command: TestPushRequested) -> TestAnswer:
         """Push the test to the command's devices concurrently; each one's outcome, in directory order."""
-        targets = test_targets(agents, command)
+        targets = devices_to_test(agents, command)
         answers = await asyncio.gather(
             *(self._device(command, device, dead=dead) for device, dead in targets)
         )
@@ -146,28 +138,11 @@ class TestPusher:
 
         if dead:  # a real alert would skip it too; the app must register the device again
             return result(TestOutcome.TOKEN_REJECTED)
-        sender = self._senders.get(device.provider)
-        if sender is None:
+        push = build_test_alert(device, command.request_id, self._clock.now_ms())
+        answer = await self._one_off.send(AddressedPush(DeviceRef(command.agent_id, device.device_id), push))
+        if answer is None:  # no sender: this worker has no credentials for the provider
             return result(TestOutcome.NOT_CONFIGURED)
-        answer = await self._send(sender, test_alert(device, command.request_id, self._clock.now_ms()))
         return result(outcome_of(answer), answer.reason)
-
-    async def _send(self, sender: PushSender, push: Push) -> PushOutcome:
-        """The final answer: retry-later answers are retried while attempts and the TTL last."""
-        attempt = 0
-        while True:
-            attempt += 1
-            started = self._clock.monotonic()
-            answer = await sender.send(push)
-            provider = push.provider.value
-            self._metrics.push_latency.labels(provider).observe(self._clock.monotonic() - started)
-            self._metrics.pushes.labels(provider, push.kind.value, answer.kind.value).inc()
-            if answer.kind is not OutcomeKind.RETRY_LATER or attempt >= self._retry.max_attempts:
-                return answer
-            delay = self._backoff.delay(attempt, answer.retry_after_s)
-            if self._clock.now_ms() + delay * 1000 >= push.expires_at_ms:
-                return answer
-            await asyncio.sleep(delay)
 
 
 def _rejection(command: TestPushRequested, device: Device, result: DeviceTestResult) -> TokenRejection:

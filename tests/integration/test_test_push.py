@@ -1,0 +1,210 @@
+"""Issue #12, the test push command end to end on the real broker and the provider fakes: a
+`livechat.push.test_requested` on the commands topic makes the worker push a test alert to the
+agent's phones and answer `livechat.push.test_result` on the push-feedback topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from devtools import traffic
+from devtools.fakes.apns import ApnsFault
+from devtools.kafka_io import Output
+from service.app import Application
+from service.clock import SystemClock
+from service.push.senders import build_senders
+from service.wire.commands import TEST_REQUESTED, TEST_RESULT
+from service.wire.outbound import TOKEN_REJECTED
+from tests.integration.conftest import MakeStack
+from tests.integration.kafka_helpers import eventually
+from tests.integration.stack import Stack
+
+pytestmark = [pytest.mark.kafka]
+
+APNS_TOKEN = "d7" * 32
+IPHONE = traffic.device("iphone", "apns", APNS_TOKEN)
+ANDROID = traffic.device("android", "fcm", "fcm-token-test")
+NO_APNS = {"apns_key_file": None, "apns_key_id": None, "apns_team_id": None, "apns_topic": None}
+
+
+def command(agent_id: str, device_id: str | None = None, command_id: str | None = None) -> tuple[str, bytes]:
+    command_id = command_id or str(uuid.uuid4())
+    data = {"agent_id": agent_id} | ({"device_id": device_id} if device_id else {})
+    value = {"specversion": "1.0", "id": command_id, "source": "urn:support-console", "type": TEST_REQUESTED}
+    return command_id, json.dumps(value | {"data": data}).encode()
+
+
+async def ask(
+    stack: Stack, agent_id: str, device_id: str | None = None, command_id: str | None = None
+) -> str:
+    command_id, value = command(agent_id, device_id, command_id)
+    await stack.publisher.send(stack.settings.topic_commands, agent_id, value)
+    return command_id
+
+
+def results(stack: Stack, command_id: str | None = None) -> list[dict[str, Any]]:
+    return [
+        o.value["data"]
+        for o in stack.feedback()
+        if o.value
+        and o.value.get("type") == TEST_RESULT
+        and (command_id is None or o.value["data"]["request_id"] == command_id)
+    ]
+
+
+async def answer(stack: Stack, command_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    await stack.outputs.wait_for(lambda: bool(results(stack, command_id)), timeout, f"answer to {command_id}")
+    (found,) = results(stack, command_id)
+    return found
+
+
+def outcomes(result: dict[str, Any]) -> dict[str, tuple[str, str, str | None]]:
+    return {d["device_id"]: (d["provider"], d["outcome"], d.get("reason")) for d in result["devices"]}
+
+
+def counted(app: Application, outcome: str) -> float:
+    value = app.metrics.registry.get_sample_value("notifier_test_pushes_total", {"outcome": outcome})
+    assert value is not None
+    return value
+
+
+async def test_both_phones_get_a_test_alert_whatever_availability_says(stack: Stack) -> None:
+    await stack.agent("agent-1", available=False, sites={}, devices=[IPHONE, ANDROID])
+    app = await stack.start_worker()
+
+    command_id = await ask(stack, "agent-1")
+    result = await answer(stack, command_id)
+
+    assert result["agent_id"] == "agent-1"
+    assert outcomes(result) == {"iphone": ("apns", "delivered", None), "android": ("fcm", "delivered", None)}
+    (ios,) = stack.apns_to(stack.fakes.apns, APNS_TOKEN, "test_alert")
+    (android,) = stack.fcm_to("fcm-token-test", "test_alert")
+    assert ios.payload["request_id"] == android.message["data"]["request_id"] == command_id
+    assert ios.headers["apns-push-type"] == "alert"
+    assert ios.payload["aps"]["alert"]
+    assert android.message["android"]["notification"]["channel_id"] == "live_chat_requests"
+    assert counted(app, "delivered") == 2
+
+
+async def test_one_device_only_and_unknown_agent_or_device_answered_without_devices(stack: Stack) -> None:
+    await stack.agent("agent-1", devices=[IPHONE, ANDROID])
+    await stack.start_worker()
+
+    one = await answer(stack, await ask(stack, "agent-1", "android"))
+    unknown_agent = await answer(stack, await ask(stack, "agent-404"))
+    unknown_device = await answer(stack, await ask(stack, "agent-1", "tablet"))
+
+    assert outcomes(one) == {"android": ("fcm", "delivered", None)}
+    assert stack.apns_to(stack.fakes.apns, APNS_TOKEN) == []
+    assert unknown_agent == {
+        "agent_id": "agent-404",
+        "request_id": unknown_agent["request_id"],
+        "devices": [],
+    }
+    assert unknown_device["devices"] == []
+
+
+async def test_a_rejected_token_is_answered_with_the_reason_and_reported_dead(stack: Stack) -> None:
+    stack.fakes.apns.set_fault(APNS_TOKEN, ApnsFault(status=410, reason="Unregistered"))
+    await stack.agent("agent-1", devices=[IPHONE, ANDROID])
+    app = await stack.start_worker()
+
+    first = await answer(stack, await ask(stack, "agent-1"))
+    assert outcomes(first) == {
+        "iphone": ("apns", "token_rejected", "Unregistered"),
+        "android": ("fcm", "delivered", None),
+    }
+    rejected = [
+        o.value["data"] for o in stack.feedback() if o.value and o.value.get("type") == TOKEN_REJECTED
+    ]
+    assert [(r["agent_id"], r["device_id"], r["reason"]) for r in rejected] == [
+        ("agent-1", "iphone", "Unregistered")
+    ]
+    assert counted(app, "token_rejected") == 1
+
+    # Like after a real alert's rejection, the dead token is not pushed again: the next test says so.
+    attempts = len(stack.fakes.apns.requests.items)
+    again = await answer(stack, await ask(stack, "agent-1", "iphone"))
+    assert outcomes(again) == {"iphone": ("apns", "token_rejected", None)}
+    assert len(stack.fakes.apns.requests.items) == attempts
+
+
+async def test_a_provider_without_credentials_is_not_configured(make_stack: MakeStack) -> None:
+    stack = await make_stack(**NO_APNS)
+    await stack.agent("agent-1", devices=[IPHONE, ANDROID])
+    app = await stack.start_worker()
+
+    result = await answer(stack, await ask(stack, "agent-1"))
+
+    assert outcomes(result) == {
+        "iphone": ("apns", "not_configured", None),
+        "android": ("fcm", "delivered", None),
+    }
+    assert counted(app, "not_configured") == 1
+
+
+async def test_bad_commands_are_dead_lettered_and_the_next_one_is_answered(stack: Stack) -> None:
+    await stack.agent("agent-1", devices=[ANDROID])
+    app = await stack.start_worker()
+    topic = stack.settings.topic_commands
+
+    await stack.publisher.send(topic, "agent-1", b"{not json")
+    await stack.publisher.send(topic, "agent-1", command("")[1])  # agent_id empty
+    await stack.publisher.send(topic, "agent-2", command("agent-1")[1])  # key is not the agent
+    result = await answer(stack, await ask(stack, "agent-1"))
+
+    assert outcomes(result) == {"android": ("fcm", "delivered", None)}
+    letters: list[Output] = stack.dead_letters()
+    assert [(d.headers["reason"], d.headers["source_topic"]) for d in letters] == [
+        (b"invalid_json", topic.encode()),
+        (b"bad_data", topic.encode()),
+        (b"key_mismatch", topic.encode()),
+    ]
+    assert letters[0].raw == b"{not json"
+    rejected = app.metrics.registry.get_sample_value(
+        "notifier_events_rejected_total", {"topic": topic, "reason": "invalid_json"}
+    )
+    assert rejected == 1
+
+
+async def test_a_replayed_command_id_is_neither_pushed_nor_answered_again(stack: Stack) -> None:
+    await stack.agent("agent-1", devices=[ANDROID])
+    await stack.start_worker()
+
+    replayed = await ask(stack, "agent-1")
+    await answer(stack, replayed)
+    await ask(stack, "agent-1", command_id=replayed)
+    later = await answer(stack, await ask(stack, "agent-1"))  # same partition: read after the replay
+
+    assert len(results(stack, replayed)) == 1
+    assert outcomes(later) == {"android": ("fcm", "delivered", None)}
+    assert len(stack.fcm_to("fcm-token-test", "test_alert")) == 2
+
+
+async def test_two_workers_answer_each_command_once(make_stack: MakeStack) -> None:
+    """The workers share the commands group: each command is answered by one of them, not both."""
+    stack = await make_stack(partitions=2)
+    agents = [f"agent-{n}" for n in range(8)]
+    for agent_id in agents:
+        await stack.agent(agent_id, devices=[traffic.device("phone", "fcm", f"fcm-{agent_id}")])
+    await stack.start_worker()
+    clock = SystemClock()
+    second = Application(stack.settings, await build_senders(stack.settings, clock), clock)
+    second_run = asyncio.create_task(second.run(handle_signals=False))
+    try:
+        await eventually(second.ready, 60, "second worker ready")
+        asked = [await ask(stack, agent_id) for agent_id in agents]
+        for command_id in asked:
+            await answer(stack, command_id)
+        # Each partition's next command is answered after any second answer to its earlier ones.
+        for agent_id in agents:
+            await answer(stack, await ask(stack, agent_id))
+        assert all(len(results(stack, command_id)) == 1 for command_id in asked)
+        assert all(len(stack.fcm_to(f"fcm-{agent_id}", "test_alert")) == 2 for agent_id in agents)
+    finally:
+        second.request_stop()
+        assert await second_run == 0
