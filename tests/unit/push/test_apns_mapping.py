@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from aioapns import PushType
 
-from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, LocalizedText, OutcomeKind, Provider, PushKind, PushOutcome
 from service.push.apns_payload import (
     PRIORITY_IMMEDIATE,
     PRIORITY_POWER_SAVING,
@@ -324,3 +325,90 @@ def test_expiring_request_turns_the_deadline_into_the_ttl_aioapns_adds_to_now() 
     header = int(time.time()) + request.time_to_live  # what aioapns writes as apns-expiration
 
     assert header in {deadline_s - 1, deadline_s}  # one early only if a second boundary passed
+
+
+# -- #12: loc keys, reminder and test kinds, the core's closing texts -------------------------------
+
+TITLE_LOC = LocalizedText("LIVECHAT_ALERT_TITLE", ("Alpine Tours",))
+BODY_LOC = LocalizedText("LIVECHAT_ALERT_BODY", ("Ada",))
+
+
+def test_an_alert_carries_the_loc_keys_and_args_next_to_the_rendered_texts() -> None:
+    aps = build_notification(apns_push(title_loc=TITLE_LOC, body_loc=BODY_LOC)).payload["aps"]
+
+    assert aps["alert"] == {
+        "title": "A visitor is waiting",
+        "body": "Alpine Tours: someone asks for a human",
+        "title-loc-key": "LIVECHAT_ALERT_TITLE",
+        "title-loc-args": ["Alpine Tours"],
+        "loc-key": "LIVECHAT_ALERT_BODY",
+        "loc-args": ["Ada"],
+    }
+
+
+def test_a_loc_key_without_args_sends_no_empty_args_array() -> None:
+    alert = build_notification(apns_push(body_loc=LocalizedText("LIVECHAT_ALERT_BODY"))).payload["aps"][
+        "alert"
+    ]
+    assert alert["loc-key"] == "LIVECHAT_ALERT_BODY"
+    assert "loc-args" not in alert and "title-loc-key" not in alert
+
+
+def test_lock_screen_texts_do_not_travel_to_apns_where_nothing_in_the_payload_can_use_them() -> None:
+    payload = build_notification(apns_push(public_title="Live chat request", public_body="Waiting")).payload
+    assert "public_title" not in json.dumps(payload) and "Waiting" not in json.dumps(payload)
+
+
+@pytest.mark.parametrize("kind", [PushKind.HANDOFF_REMINDER, PushKind.TEST_ALERT])
+def test_reminders_and_test_alerts_are_rendered_exactly_like_the_alert(kind: PushKind) -> None:
+    alert = apns_push(title_loc=TITLE_LOC, body_loc=BODY_LOC)
+    assert build_notification(replace(alert, kind=kind)) == build_notification(alert)
+
+
+def test_a_closing_update_shows_the_cores_texts_and_loc_keys_when_it_sent_them() -> None:
+    data = {**CLOSED_DATA, "agent_id": "agent-7", "agent_name": "Anna"}
+    push = apns_push(
+        PushKind.HANDOFF_CLOSED,
+        title="Live chat request · Alpine Tours",
+        body="Taken by Anna",
+        body_loc=LocalizedText("LIVECHAT_TAKEN_BY", ("Anna",)),
+        data=data,
+    )
+    notification = build_notification(push)
+
+    assert notification.payload == {
+        "aps": {
+            "alert": {
+                "title": "Live chat request · Alpine Tours",
+                "body": "Taken by Anna",
+                "loc-key": "LIVECHAT_TAKEN_BY",
+                "loc-args": ["Anna"],
+            },
+            "interruption-level": "passive",
+            "content-available": 1,
+            "thread-id": "site-1",
+        },
+        **data,
+    }
+    assert (notification.push_type, notification.priority) == (PushType.ALERT, PRIORITY_POWER_SAVING)
+
+
+def test_loc_args_are_measured_and_cut_with_the_texts_to_fit_apples_limit() -> None:
+    visitor = "😀" * 1000
+    push = apns_push(
+        title="Live chat · Alpine Tours",
+        body=f"{visitor} is waiting",
+        title_loc=TITLE_LOC,
+        body_loc=LocalizedText("LIVECHAT_ALERT_BODY", (visitor,)),
+    )
+
+    payload = build_notification(push).payload
+
+    assert payload_size(payload) == len(json.dumps(payload, ensure_ascii=False).encode())
+    assert MAX_PAYLOAD_BYTES - 8 <= payload_size(payload) <= MAX_PAYLOAD_BYTES
+    alert = payload["aps"]["alert"]
+    assert alert["title-loc-args"] == ["Alpine Tours"], "the short arg stays whole"
+    [cut] = alert["loc-args"]
+    assert cut.endswith(ELLIPSIS) and visitor.startswith(cut.removesuffix(ELLIPSIS))
+    assert alert["body"].startswith(cut.removesuffix(ELLIPSIS)), "the arg and its text read alike"
+    assert alert["loc-key"] == "LIVECHAT_ALERT_BODY", "keys are never cut"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from firebase_admin import messaging
 from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 
 from devtools.fakes.fcm import payload_size as fake_payload_size
-from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, PushKind, PushOutcome
+from service.domain.push import ApnsEnvironment, LocalizedText, OutcomeKind, Provider, PushKind, PushOutcome
 from service.push.fcm_payload import (
     MAX_TTL_S,
     FcmStyle,
@@ -305,3 +306,102 @@ def test_a_message_to_a_registration_token_is_built_without_the_fid_deprecation_
 )
 def test_outcome_of_a_token_failure(error: GoogleAuthError, outcome: PushOutcome) -> None:
     assert outcome_of_token_error(error) == outcome
+
+
+# -- #12: loc keys, lock-screen visibility, reminder and test kinds, the core's closing texts --------
+
+TITLE_LOC = LocalizedText("livechat_alert_title", ("Alpine Tours",))
+BODY_LOC = LocalizedText("livechat_alert_body", ("Ada",))
+
+
+def test_an_alert_carries_the_loc_keys_and_args_next_to_the_rendered_texts() -> None:
+    message = encoded(build_message(fcm_push(title_loc=TITLE_LOC, body_loc=BODY_LOC), NOW_MS))
+
+    assert message["notification"] == {
+        "title": "A visitor is waiting",
+        "body": "Alpine Tours: someone asks for a human",
+    }
+    assert message["android"]["notification"] == {
+        "tag": "chat-42",
+        "channel_id": "live_chat_requests",
+        "notification_priority": "PRIORITY_MAX",
+        "title_loc_key": "livechat_alert_title",
+        "title_loc_args": ["Alpine Tours"],
+        "body_loc_key": "livechat_alert_body",
+        "body_loc_args": ["Ada"],
+    }
+    assert "visibility" not in message["android"]["notification"]
+
+
+def test_a_loc_key_without_args_sends_no_empty_args_list() -> None:
+    push = fcm_push(title_loc=LocalizedText("livechat_alert_title"), body_loc=None)
+    notification = encoded(build_message(push, NOW_MS))["android"]["notification"]
+    assert notification["title_loc_key"] == "livechat_alert_title"
+    assert "title_loc_args" not in notification
+    assert "body_loc_key" not in notification
+
+
+def test_lock_screen_texts_make_the_notification_private_and_travel_in_data_for_the_app() -> None:
+    push = fcm_push(public_title="Live chat request", public_body="A visitor is waiting")
+    message = encoded(build_message(push, NOW_MS))
+
+    assert message["android"]["notification"]["visibility"] == "PRIVATE"
+    assert message["data"] == {
+        **push.data,
+        "public_title": "Live chat request",
+        "public_body": "A visitor is waiting",
+    }
+    only_body = encoded(build_message(fcm_push(public_body="A visitor is waiting"), NOW_MS))
+    assert only_body["android"]["notification"]["visibility"] == "PRIVATE"
+    assert "public_title" not in only_body["data"]
+
+
+@pytest.mark.parametrize("kind", [PushKind.HANDOFF_REMINDER, PushKind.TEST_ALERT])
+def test_reminders_and_test_alerts_are_rendered_exactly_like_the_alert(kind: PushKind) -> None:
+    alert = fcm_push(title_loc=TITLE_LOC, public_title="Live chat request")
+    other = replace(alert, kind=kind)
+    assert encoded(build_message(other, NOW_MS)) == encoded(build_message(alert, NOW_MS))
+
+
+def test_a_closing_update_shows_the_cores_texts_and_loc_keys_when_it_sent_them() -> None:
+    push = fcm_push(
+        PushKind.HANDOFF_CLOSED,
+        title="Live chat request · Alpine Tours",
+        body="Taken by Anna",
+        body_loc=LocalizedText("livechat_taken_by", ("Anna",)),
+        data={**CLOSED_DATA, "outcome": "accepted", "agent_id": "agent-7", "agent_name": "Anna"},
+    )
+    message = encoded(build_message(push, NOW_MS))
+
+    assert message["notification"] == {"title": "Live chat request · Alpine Tours", "body": "Taken by Anna"}
+    assert message["android"]["notification"] == {
+        "tag": "chat-42",
+        "channel_id": "live_chat_updates",
+        "notification_priority": "PRIORITY_LOW",
+        "body_loc_key": "livechat_taken_by",
+        "body_loc_args": ["Anna"],
+    }
+    assert (message["data"]["agent_id"], message["data"]["agent_name"]) == ("agent-7", "Anna")
+
+
+def test_loc_args_are_cut_with_the_texts_to_fit_fcms_limit() -> None:
+    visitor = "😀" * 1000
+    push = fcm_push(
+        title="Live chat · Alpine Tours",
+        body=f"{visitor} is waiting",
+        title_loc=TITLE_LOC,
+        body_loc=LocalizedText("livechat_alert_body", (visitor,)),
+    )
+    message = build_message(push, NOW_MS)
+    assert payload_size(encoded(message)) > MAX_PAYLOAD_BYTES, "the arg alone would not fit"
+
+    posted = json.loads(body_bytes(message))["message"]
+
+    assert payload_size(posted) <= MAX_PAYLOAD_BYTES
+    assert fake_payload_size(posted) == payload_size(posted)
+    notification = posted["android"]["notification"]
+    assert notification["title_loc_args"] == ["Alpine Tours"], "the short arg stays whole"
+    [cut] = notification["body_loc_args"]
+    assert cut.endswith(ELLIPSIS) and visitor.startswith(cut.removesuffix(ELLIPSIS))
+    assert posted["notification"]["body"].startswith(cut.removesuffix(ELLIPSIS))
+    assert notification["body_loc_key"] == "livechat_alert_body", "keys are never cut"
