@@ -31,6 +31,15 @@ _ID_ALPHABET = string.ascii_uppercase + string.digits
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A private CA and a server certificate for `localhost` / `127.0.0.1` signed by it."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedCredentials:
     """Where the generated files are and the identifiers that go with them."""
 
@@ -127,18 +136,34 @@ def _server_certificate(
     return key, cert
 
 
-def generate_credentials(
-    directory: Path, *, fcm_token_uri: str, fcm_project_id: str = "livechat-notifier-test"
-) -> GeneratedCredentials:
-    """Write a fresh set of test credentials into `directory` (created if missing)."""
+def generate_tls(directory: Path) -> TlsFiles:
+    """Write a fresh CA and server certificate into `directory` (created if missing)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
-
     ca_key, ca_cert = _certificate_authority(now)
     server_key, server_cert = _server_certificate(now, ca_key, ca_cert)
-    ca_cert_path = _write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
-    server_cert_path = _write(directory / "server.pem", server_cert.public_bytes(serialization.Encoding.PEM))
-    server_key_path = _write(directory / "server-key.pem", _pem_private(server_key), private=True)
+    return TlsFiles(
+        ca_cert=_write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM)),
+        server_cert=_write(directory / "server.pem", server_cert.public_bytes(serialization.Encoding.PEM)),
+        server_key=_write(directory / "server-key.pem", _pem_private(server_key), private=True),
+    )
+
+
+def generate_credentials(
+    directory: Path,
+    *,
+    fcm_token_uri: str,
+    fcm_project_id: str = "livechat-notifier-test",
+    tls: TlsFiles | None = None,
+) -> GeneratedCredentials:
+    """Write a fresh set of test credentials into `directory` (created if missing).
+
+    `tls`: a CA and server certificate made earlier (`generate_tls`), e.g. the one an FCM fake
+    served over TLS already uses (its port, in `fcm_token_uri`, is known only once it listens);
+    by default a new one is made."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = tls or generate_tls(directory)
+    ca_cert_path, server_cert_path, server_key_path = tls.ca_cert, tls.server_cert, tls.server_key
 
     apns_key_id, apns_team_id = _apple_style_id(), _apple_style_id()
     apns_key_path = _write(

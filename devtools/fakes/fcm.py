@@ -14,6 +14,14 @@ Accepted messages land in `messages` (a `Recorder`), every send attempt in `atte
 per registration token (`set_fault`), for every send (`set_outage`), for the token endpoint
 (`set_token_outage`: an error status, or a dropped connection), and a global added latency.
 The server runs on 127.0.0.1 on a free port in its own thread (see `devtools.fakes`).
+
+Plain HTTP/1.1 by default. With `tls` (a CA and server certificate from
+`devtools.credentials.generate_tls`) it serves as Google does: TLS, ALPN offering HTTP/2 ("h2")
+with HTTP/1.1 as the fallback (`devtools.fakes.tls_front`), both endpoints on both protocols;
+`connection_stats` counts TLS handshakes and connections by protocol. Clients then trust the CA
+through the process's trust settings (`SSL_CERT_FILE` for OpenSSL-based clients such as aiohttp
+and httpx, `REQUESTS_CA_BUNDLE` for google-auth's requests), as they would a private CA in
+production.
 """
 
 from __future__ import annotations
@@ -24,16 +32,19 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools.credentials import TlsFiles
 from devtools.fakes import Recorder, ThreadedFake
+from devtools.fakes.tls_front import ConnectionStats, H2Reply, TlsFront
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 """google-auth signs every assertion for this audience, whatever the `token_uri`."""
@@ -57,6 +68,7 @@ MAX_PAYLOAD_BYTES = 4096
 _TARGETS = frozenset({"token", "fid", "topic", "condition"})
 _TTL = re.compile(r"^(\d+)(\.\d{1,9})?s$")
 _RESERVED_DATA_KEYS = frozenset({"from", "message_type", "notification"})
+_SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 _NOTIFICATION_PRIORITIES = frozenset(
     {f"PRIORITY_{level}" for level in ("UNSPECIFIED", "MIN", "LOW", "DEFAULT", "HIGH", "MAX")}
 )
@@ -117,18 +129,34 @@ class _Account:
     public_key: rsa.RSAPublicKey
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """An answer, whichever protocol carries it."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def aiohttp(self) -> web.Response:
+        return web.json_response(self.body, status=self.status, headers=self.headers or None)
+
+    def h2(self) -> H2Reply:
+        headers = [("content-type", "application/json"), *((k.lower(), v) for k, v in self.headers.items())]
+        return self.status, headers, json.dumps(self.body).encode()
+
+
 def _error(
     http_status: int,
     rpc_status: str,
     message: str,
     error_code: str | None = None,
     retry_after: str | None = None,
-) -> web.Response:
+) -> _Reply:
     error: dict[str, Any] = {"code": http_status, "message": message, "status": rpc_status}
     if error_code is not None:
         error["details"] = [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}]
-    headers = {"Retry-After": retry_after} if retry_after is not None else None
-    return web.json_response({"error": error}, status=http_status, headers=headers)
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return _Reply(http_status, {"error": error}, headers)
 
 
 def _shape_problem(message: Any) -> str | None:  # noqa: PLR0911 - a checklist reads best as early returns
@@ -197,8 +225,23 @@ def payload_size(message: dict[str, Any]) -> int:
 class FcmFake(ThreadedFake):
     """OAuth2 token endpoint + FCM v1 send endpoint on 127.0.0.1."""
 
-    def __init__(self, *, project_id: str, token_lifetime_s: int = 3600, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        token_lifetime_s: int = 3600,
+        latency_s: float = 0.0,
+        tls: TlsFiles | None = None,
+        max_concurrent_streams: int = 100,
+    ) -> None:
+        """`tls`: serve HTTPS with ALPN h2 / http/1.1 instead of plain HTTP/1.1.
+        `max_concurrent_streams`: what the fake advertises on HTTP/2 connections."""
         super().__init__("fcm-fake")
+        self._front = (
+            TlsFront(tls, self._h2_request, max_concurrent_streams=max_concurrent_streams)
+            if tls is not None
+            else None
+        )
         self.project_id = project_id
         self.token_lifetime_s = token_lifetime_s
         self.latency_s = latency_s
@@ -260,7 +303,12 @@ class FcmFake(ThreadedFake):
     @property
     def url(self) -> str:
         """The endpoint to give the FCM sender (it appends /v1/projects/...)."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._front is not None else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def connection_stats(self) -> ConnectionStats | None:
+        """TLS handshakes and connections by protocol (None when serving plain HTTP)."""
+        return self._front.stats if self._front is not None else None
 
     @property
     def token_uri(self) -> str:
@@ -275,12 +323,16 @@ class FcmFake(ThreadedFake):
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
+        if self._front is not None:
+            return await self._front.serve(self._runner)
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         return int(self._runner.addresses[0][1])
 
     async def _shutdown(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
+        if self._front is not None:
+            await self._front.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -288,20 +340,45 @@ class FcmFake(ThreadedFake):
     # -- handlers (fake's thread) -------------------------------------------------------------------
 
     async def _token(self, request: web.Request) -> web.Response:
+        form = {key: str(value) for key, value in (await request.post()).items()}
+        reply = await self._token_reply(form)
+        if reply is None:
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable  # never reaches the client: the connection is gone
+        return reply.aiohttp()
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        authorization = request.headers.get("Authorization", "")
+        return (await self._send_reply(request.match_info["project"], authorization, body)).aiohttp()
+
+    async def _h2_request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> H2Reply | None:
+        """The same endpoints over HTTP/2 (TLS only)."""
+        match = _SEND_PATH.match(path)
+        if method == "POST" and path == "/token":
+            reply = await self._token_reply(dict(parse_qsl(body.decode(errors="replace"))))
+            return None if reply is None else reply.h2()
+        if method == "POST" and match is not None:
+            return (await self._send_reply(match.group(1), headers.get("authorization", ""), body)).h2()
+        return _Reply(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}).h2()
+
+    async def _token_reply(self, form: dict[str, str]) -> _Reply | None:
+        """The token endpoint's answer to a form, or None to drop the connection."""
         self.token_attempts.append(time.monotonic())
         if self.token_latency_s and self._stopping is not None:
             # Cut short by stop(), like a hang: no handler outlives the fake.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.token_latency_s)
-        form = await request.post()
         outage = self._token_outage
-        if outage is not None and outage.drop_connection and request.transport is not None:
-            request.transport.abort()
-            raise web.HTTPServiceUnavailable  # never reaches the client: the connection is gone
+        if outage is not None and outage.drop_connection:
+            return None
         if outage is not None:
-            return web.json_response({"error": outage.error}, status=outage.http_status)
+            return _Reply(outage.http_status, {"error": outage.error})
         if form.get("grant_type") != JWT_BEARER_GRANT:
-            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+            return _Reply(400, {"error": "unsupported_grant_type"})
         assertion = str(form.get("assertion", ""))
         try:
             unverified = jwt.decode(assertion, options={"verify_signature": False})
@@ -316,30 +393,29 @@ class FcmFake(ThreadedFake):
                 options={"require": ["iss", "aud", "iat", "exp", "scope"]},
             )
         except jwt.PyJWTError as error:
-            return web.json_response({"error": "invalid_grant", "error_description": str(error)}, status=400)
+            return _Reply(400, {"error": "invalid_grant", "error_description": str(error)})
         if not _MESSAGING_SCOPES & set(str(claims["scope"]).split()):
-            return web.json_response({"error": "invalid_scope"}, status=400)
+            return _Reply(400, {"error": "invalid_scope"})
         access_token = "ya29.fake-" + secrets.token_urlsafe(24)
         self._issued[access_token] = time.monotonic() + self.token_lifetime_s
         self.token_requests.append(time.monotonic())
-        return web.json_response(
-            {"access_token": access_token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
+        return _Reply(
+            200, {"access_token": access_token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
         )
 
-    def _authorized(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    def _authorized(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
         expires = self._issued.get(token)
         return scheme.lower() == "bearer" and expires is not None and expires > time.monotonic()
 
-    async def _send(self, request: web.Request) -> web.Response:
+    async def _send_reply(self, project: str, authorization: str, raw: bytes) -> _Reply:
         received_at = time.monotonic()
-        if not self._authorized(request):
+        if not self._authorized(authorization):
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-        project = request.match_info["project"]
         if project != self.project_id:
             return _error(404, "NOT_FOUND", "Requested entity was not found.")
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         message = body.get("message") if isinstance(body, dict) else None
@@ -354,7 +430,7 @@ class FcmFake(ThreadedFake):
 
     async def _answer(
         self, project: str, message: dict[str, Any], token: str | None, received_at: float
-    ) -> web.Response:
+    ) -> _Reply:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         fault = self._outage or (self._faults.get(token) if token else None)
@@ -376,4 +452,4 @@ class FcmFake(ThreadedFake):
         self._next_id += 1
         message_id = f"0:{self._next_id}%fake"
         self.messages.append(ReceivedMessage(message, project, message_id, received_at))
-        return web.json_response({"name": f"projects/{project}/messages/{message_id}"})
+        return _Reply(200, {"name": f"projects/{project}/messages/{message_id}"})
