@@ -104,6 +104,15 @@ def _unused_settings(bootstrap: str) -> Settings:
 
 
 async def _topic_config(bootstrap: str, topic: str, name: str) -> str:
+    return (await _topic_config_entry(bootstrap, topic, name))[0]
+
+
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs v1+ `config_source` of a value set on the topic itself (5: the broker's default)."""
+
+
+async def _topic_config_entry(bootstrap: str, topic: str, name: str) -> tuple[str, int]:
+    """The config's value and its `config_source`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -112,7 +121,7 @@ async def _topic_config(bootstrap: str, topic: str, name: str) -> str:
     finally:
         await admin.close()
     (entry,) = response.resources[0][4]
-    return str(entry[1])
+    return str(entry[1]), int(entry[3])
 
 
 async def test_ensure_uses_the_brokers_replication_factor_and_log_append_time(kafka: KafkaBroker) -> None:
@@ -125,6 +134,8 @@ async def test_ensure_uses_the_brokers_replication_factor_and_log_append_time(ka
     assert report.warnings == []
     timestamp_type = await _topic_config(kafka.bootstrap_servers, settings.topic_chat_events, _TIMESTAMP)
     assert timestamp_type == "LogAppendTime"
+    retention = await _topic_config_entry(kafka.bootstrap_servers, settings.topic_dead_letter, "retention.ms")
+    assert retention == (str(7 * 86_400_000), _DYNAMIC_TOPIC_CONFIG)  # set on the topic, not the default
     again = await ensure_topics(settings)
     assert again.created == []
     assert again.chat_events_timestamp_type == "LogAppendTime"
