@@ -8,7 +8,9 @@ HTTP/2 flow control both ways. Each `POST /3/device/<token>` must carry `authori
 `apns-collapse-id` (at most 64 bytes) and the payload (at most 4096 bytes) are checked as Apple
 does, and so is the push type against the payload (an `alert` push carries an alert; a
 `background` push carries none, nor sound or badge, and has priority 5) and `interruption-level`
-(one of Apple's four spellings), and the answer echoes `apns-id`: 200 with no body, or a status
+(one of Apple's four spellings), the alert's texts and loc keys are strings and its loc args
+arrays of strings (`BadPayload`, the fake's own reason: Apple documents no answer for a payload
+that breaks its schema, and a test must catch one), and the answer echoes `apns-id`: 200 with no body, or a status
 with `{"reason": ...}` (410 adds `timestamp`).
 
 Accepted notifications land in `notifications` with the fake's `name`, so one fake can play
@@ -55,6 +57,10 @@ _PUSH_TYPES = frozenset(
 )
 _INTERRUPTION_LEVELS = frozenset({"passive", "active", "time-sensitive", "critical"})
 _NOT_IN_BACKGROUND = ("alert", "sound", "badge")
+_ALERT_STRINGS = frozenset(
+    {"title", "subtitle", "body", "launch-image", "title-loc-key", "subtitle-loc-key", "loc-key"}
+)
+_ALERT_ARRAYS = frozenset({"title-loc-args", "subtitle-loc-args", "loc-args"})
 _TOKEN = re.compile(r"^/3/device/([0-9A-Fa-f]+)$")
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
@@ -70,7 +76,25 @@ def _aps_problem(push_type: str, priority: str, aps: dict[str, Any]) -> tuple[in
             return 400, "BadPriority"
     if "interruption-level" in aps and aps["interruption-level"] not in _INTERRUPTION_LEVELS:
         return 400, "BadPayload"  # not one of Apple's reasons: Apple documents none for this case
+    if _alert_problem(aps.get("alert")):
+        return 400, "BadPayload"  # the fake's own reason, as above
     return None
+
+
+def _alert_problem(alert: object) -> bool:
+    """Whether `aps.alert` breaks Apple's schema: a string, or a dictionary whose texts and loc
+    keys are strings and whose loc args are arrays of strings."""
+    if alert is None or isinstance(alert, str):
+        return False
+    if not isinstance(alert, dict):
+        return True
+    for key, value in alert.items():
+        if key in _ALERT_ARRAYS:
+            if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+                return True
+        elif key in _ALERT_STRINGS and not isinstance(value, str):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

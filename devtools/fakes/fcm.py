@@ -5,8 +5,9 @@ account makes, checks the assertion's RS256 signature against the public key of 
 the fake was told to trust (`trust_service_account`), and issues opaque access tokens, counting
 each fetch. `POST /v1/projects/{project}/messages:send` accepts only tokens it issued, validates the
 v1 message shape minimally (and its size: over 4096 bytes, 400 INVALID_ARGUMENT; see
-`payload_size`; a notification needs `android.notification.channel_id`, and
-`notification_priority` must be one of FCM's enum values) and answers
+`payload_size`; a notification needs `android.notification.channel_id`, `notification_priority`
+and `visibility` must be FCM's enum values, `*_loc_key` strings, `*_loc_args` arrays of strings
+that need their `*_loc_key`) and answers
 `{"name": "projects/<p>/messages/<id>"}`, or the FCM v1 error body (`error.details[].errorCode`
 under the `FcmError` type, which firebase-admin parses).
 
@@ -72,6 +73,8 @@ _SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 _NOTIFICATION_PRIORITIES = frozenset(
     {f"PRIORITY_{level}" for level in ("UNSPECIFIED", "MIN", "LOW", "DEFAULT", "HIGH", "MAX")}
 )
+_VISIBILITIES = frozenset({"VISIBILITY_UNSPECIFIED", "PRIVATE", "PUBLIC", "SECRET"})
+_LOC_FIELDS = (("title_loc_key", "title_loc_args"), ("body_loc_key", "body_loc_args"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,24 @@ def _android_notification_problem(message: dict[str, Any], android: dict[str, An
         return "android.notification.channel_id must be a non-empty string"
     if notification.get("notification_priority", "PRIORITY_UNSPECIFIED") not in _NOTIFICATION_PRIORITIES:
         return "android.notification.notification_priority is not a valid NotificationPriority"
+    if notification.get("visibility", "VISIBILITY_UNSPECIFIED") not in _VISIBILITIES:
+        return "android.notification.visibility is not a valid Visibility"
+    return _localization_problem(notification)
+
+
+def _localization_problem(notification: dict[str, Any]) -> str | None:
+    """What is wrong with the loc keys and args of an Android notification, or None: a key is a
+    string, args are an array of strings, and args need their key (the app could not place them)."""
+    for key_field, args_field in _LOC_FIELDS:
+        key, args = notification.get(key_field), notification.get(args_field)
+        if key is not None and not isinstance(key, str):
+            return f"android.notification.{key_field} must be a string"
+        if args is None:
+            continue
+        if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+            return f"android.notification.{args_field} must be an array of strings"
+        if not key:
+            return f"android.notification.{args_field} requires android.notification.{key_field}"
     return None
 
 

@@ -14,8 +14,8 @@ from aioapns import PushType
 from structlog.testing import capture_logs
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
-from devtools.fakes.apns import ApnsFake, ApnsFault
-from service.domain.push import ApnsEnvironment, OutcomeKind, Push, PushKind, PushOutcome
+from devtools.fakes.apns import MAX_PAYLOAD_BYTES, ApnsFake, ApnsFault
+from service.domain.push import ApnsEnvironment, LocalizedText, OutcomeKind, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import apns
 from service.push.apns import ApnsSender
@@ -199,9 +199,20 @@ async def test_handoff_closed_arrives_as_a_background_push_when_so_configured(
             ),
             "BadPayload",
         ),
+        *(
+            (ApnsNotification({"aps": {"alert": alert}}, PushType.ALERT, 10, "c", 0), "BadPayload")
+            for alert in (
+                {"body": "hi", "loc-key": 7},
+                {"body": "hi", "title-loc-key": ["K"]},
+                {"body": "hi", "loc-key": "K", "loc-args": "Ada"},
+                {"body": "hi", "title-loc-key": "K", "title-loc-args": ["Alpine Tours", 3]},
+                {"body": 42},
+                ["hi"],
+            )
+        ),
     ],
 )
-async def test_the_fake_refuses_a_push_type_or_interruption_level_apple_refuses(
+async def test_the_fake_refuses_a_push_type_interruption_level_or_alert_apple_refuses(
     sender: ApnsSender,
     production: ApnsFake,
     monkeypatch: pytest.MonkeyPatch,
@@ -270,6 +281,11 @@ async def test_each_apns_answer_maps_to_its_outcome(
     [
         ("x" * 65, {"aps": {"alert": {"body": "hi"}}}, "BadCollapseId"),
         ("chat-42", {"aps": {"alert": {"body": "x" * 4100}}}, "PayloadTooLarge"),
+        (
+            "chat-42",
+            {"aps": {"alert": {"body": "hi", "loc-key": "K", "loc-args": ["x" * 2100, "y" * 2000]}}},
+            "PayloadTooLarge",
+        ),
     ],
 )
 async def test_the_fake_refuses_what_apple_refuses(
@@ -288,6 +304,27 @@ async def test_the_fake_refuses_what_apple_refuses(
 
     assert await sender.send(apns_push(token="d0")) == PushOutcome(OutcomeKind.REQUEST_BUG, reason)
     assert production.requests.items == ["d0"]
+
+
+async def test_loc_keys_arrive_and_their_args_are_cut_with_the_texts_to_fit(
+    sender: ApnsSender, production: ApnsFake
+) -> None:
+    visitor = "😀" * 700  # the body alone fits; with the same name as a loc arg it does not
+    push = apns_push(
+        token="d2",
+        body=f"{visitor} is waiting",
+        title_loc=LocalizedText("LIVECHAT_ALERT_TITLE", ("Alpine Tours",)),
+        body_loc=LocalizedText("LIVECHAT_ALERT_BODY", (visitor,)),
+    )
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = production.notifications.items
+    alert = received.payload["aps"]["alert"]
+    assert (alert["title-loc-key"], alert["title-loc-args"]) == ("LIVECHAT_ALERT_TITLE", ["Alpine Tours"])
+    assert alert["loc-key"] == "LIVECHAT_ALERT_BODY"
+    assert alert["loc-args"][0].endswith(ELLIPSIS) and alert["body"].endswith(ELLIPSIS)
+    wire = len(json.dumps(received.payload, ensure_ascii=False).encode())
+    assert MAX_PAYLOAD_BYTES - 8 <= wire <= MAX_PAYLOAD_BYTES
 
 
 async def test_a_long_chat_id_is_sent_with_its_derived_collapse_id(

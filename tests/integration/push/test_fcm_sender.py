@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.fcm import MAX_PAYLOAD_BYTES, FcmFake, FcmFault, TokenFault, payload_size
-from service.domain.push import OutcomeKind, Push, PushKind, PushOutcome
+from service.domain.push import LocalizedText, OutcomeKind, Push, PushKind, PushOutcome
 from service.errors import PushConfigurationError
 from service.push import fcm
 from service.push.fcm import FCM_ENDPOINT, FcmSender
@@ -152,9 +152,17 @@ async def test_handoff_closed_arrives_data_only_with_the_same_collapse_key_when_
         {"tag": "chat-42", "channel_id": ""},
         {"tag": "chat-42", "channel_id": "live_chat_requests", "notification_priority": "PRIORITY_URGENT"},
         {"tag": "chat-42", "channel_id": "live_chat_requests", "notification_priority": "max"},
+        {"channel_id": "live_chat_requests", "visibility": "private"},  # the SDK's spelling, not FCM's
+        {"channel_id": "live_chat_requests", "visibility": "HIDDEN"},
+        {"channel_id": "live_chat_requests", "body_loc_args": ["Ada"]},  # args without their key
+        {"channel_id": "live_chat_requests", "title_loc_key": "", "title_loc_args": ["Alpine Tours"]},
+        {"channel_id": "live_chat_requests", "title_loc_key": "k", "title_loc_args": "Alpine Tours"},
+        {"channel_id": "live_chat_requests", "body_loc_key": "k", "body_loc_args": ["Ada", 7]},
+        {"channel_id": "live_chat_requests", "body_loc_key": 7},
+        {"channel_id": "live_chat_requests", "title_loc_key": ["k"]},
     ],
 )
-async def test_the_fake_refuses_a_notification_without_channel_or_with_a_bad_priority(
+async def test_the_fake_refuses_a_bad_channel_priority_visibility_or_loc_field(
     sender: FcmSender,
     fcm_fake: FcmFake,
     monkeypatch: pytest.MonkeyPatch,
@@ -183,6 +191,47 @@ async def test_the_fake_refuses_a_message_over_4096_bytes_as_fcm_does(
 
     assert outcome == PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")
     assert fcm_fake.attempts.items == [] and fcm_fake.messages.items == []
+
+
+async def test_loc_keys_and_a_private_visibility_arrive_as_fcm_takes_them(
+    sender: FcmSender, fcm_fake: FcmFake
+) -> None:
+    push = fcm_push(
+        title_loc=LocalizedText("livechat_alert_title", ("Alpine Tours",)),
+        body_loc=LocalizedText("livechat_alert_body", ("Ada",)),
+        public_title="Live chat request",
+    )
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = fcm_fake.messages.items
+    assert received.message["android"]["notification"] == {
+        "tag": "chat-42",
+        "channel_id": "live_chat_requests",
+        "notification_priority": "PRIORITY_MAX",
+        "visibility": "PRIVATE",
+        "title_loc_key": "livechat_alert_title",
+        "title_loc_args": ["Alpine Tours"],
+        "body_loc_key": "livechat_alert_body",
+        "body_loc_args": ["Ada"],
+    }
+    assert received.message["data"]["public_title"] == "Live chat request"
+
+
+async def test_loc_args_count_towards_4096_bytes_uncut_refused_cut_accepted(
+    sender: FcmSender, fcm_fake: FcmFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visitor = "😀" * 700  # the body alone fits; with the same name as a loc arg it does not
+    push = fcm_push(body=f"{visitor} is waiting", body_loc=LocalizedText("livechat_alert_body", (visitor,)))
+
+    assert await sender.send(push) == PushOutcome(OutcomeKind.DELIVERED)
+    [received] = fcm_fake.messages.items
+    assert MAX_PAYLOAD_BYTES - 8 <= payload_size(received.message) <= MAX_PAYLOAD_BYTES
+    assert received.message["android"]["notification"]["body_loc_args"][0].endswith(ELLIPSIS)
+
+    monkeypatch.setattr(fcm, "body_bytes", lambda message: msgspec.json.encode(encode_body(message)))
+    uncut = await sender.send(push)
+    assert uncut == PushOutcome(OutcomeKind.REQUEST_BUG, "INVALID_ARGUMENT")
+    assert len(fcm_fake.messages.items) == 1
 
 
 async def test_a_message_just_within_4096_bytes_passes_the_fake(sender: FcmSender, fcm_fake: FcmFake) -> None:
