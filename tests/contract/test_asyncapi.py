@@ -28,7 +28,7 @@ from service.domain.push import Provider
 from service.domain.rounds import PendingRound
 from service.partition.rejections import dead_letter_headers
 from service.settings import Settings
-from service.wire import inbound, outbound
+from service.wire import commands, inbound, outbound
 from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site
 from service.wire.rejection import Reason, Rejection
 from service.wire.repair import Decoded
@@ -55,6 +55,7 @@ CHANNEL_SETTINGS = {
     "pushFeedback": "topic_push_feedback",
     "deadLetter": "topic_dead_letter",
     "roundsChangelog": "topic_changelog",
+    "notifierCommands": "topic_commands",
 }
 CONSUMED = {
     inbound.HANDOFF_REQUESTED: "HandoffRequested",
@@ -62,11 +63,13 @@ CONSUMED = {
     inbound.CHAT_ENDED: "ChatEnded",
     inbound.AGENT_UPDATED: "AgentUpdated",
     inbound.SITE_UPDATED: "SiteUpdated",
+    commands.TEST_REQUESTED: "TestPushRequested",
 }
 PRODUCED = {
     outbound.CHAT_MISSED: "ChatMissed",
     outbound.CHATBOT_SEND_MESSAGE: "ChatbotSendMessage",
     outbound.TOKEN_REJECTED: "TokenRejected",
+    commands.TEST_RESULT: "TestPushResult",
 }
 
 
@@ -198,7 +201,9 @@ def test_traffic_builders_write_what_the_document_describes(value: bytes) -> Non
 def _as_is(decoded: object) -> bool:
     """Decoded without a repair: a record outside the schema is either rejected or, when only
     optional fields are unusable, used with those repaired and reported — never taken as is."""
-    return isinstance(decoded, AgentSnapshot) or (isinstance(decoded, Decoded) and not decoded.repairs)
+    return isinstance(decoded, AgentSnapshot | commands.TestPushRequested) or (
+        isinstance(decoded, Decoded) and not decoded.repairs
+    )
 
 
 def _decode(message: str, payload: dict[str, Any]) -> object:
@@ -212,6 +217,8 @@ def _decode(message: str, payload: dict[str, Any]) -> object:
         return decode_agent(key, value, LIMITS)
     if message == "SiteUpdated":
         return decode_site(key, value, LIMITS)
+    if message == "TestPushRequested":
+        return commands.decode_command(key, value, LIMITS)
     # Chat events are checked against "now": take the event's own time, the decoder's age and skew
     # limits are policy, not schema.
     stamp = next(
@@ -388,6 +395,20 @@ def test_token_rejected_output_matches_the_document(provider: Provider) -> None:
     assert isinstance(effect, EmitTokenRejected)
     event = json.loads(outbound.encode_token_rejected(effect, "urn:livechat-notifier"))
     assert payload_errors("TokenRejected", event) == []
+
+
+@pytest.mark.parametrize(
+    "devices", [[], [(Provider.APNS, "delivered", None), (Provider.FCM, "failed", "UNAVAILABLE")]]
+)
+def test_test_result_output_matches_the_document(devices: list[tuple[Provider, str, str | None]]) -> None:
+    request = commands.TestPushRequested("6f1c2a9e", "agent-42", None)
+    results = [
+        commands.DeviceTestResult(f"d{n}", provider, commands.TestOutcome(outcome), reason)
+        for n, (provider, outcome, reason) in enumerate(devices)
+    ]
+    event = json.loads(commands.encode_test_result(request, results, "urn:livechat-notifier", T0))
+    assert payload_errors("TestPushResult", event) == []
+    assert [d.get("reason") for d in event["data"]["devices"]] == [reason for _, _, reason in devices]
 
 
 def test_produced_schemas_refuse_undocumented_fields() -> None:
