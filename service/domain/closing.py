@@ -23,6 +23,7 @@ from service.domain.effects import (
 )
 from service.domain.events import ChatEvent
 from service.domain.messages import missed_message_text
+from service.domain.notified import who_was_notified
 from service.domain.rounds import ClosedRound, Outcome, PendingRound
 from service.domain.world import World
 
@@ -48,7 +49,15 @@ def close(
     effects: list[Effect] = [
         PutState(closed),
         ScheduleTimer(state.chat_id, closed.forget_at_ms),
-        RoundClosed(state.chat_id, state.site_id, outcome, lateness_ms, missed_when),
+        RoundClosed(
+            state.chat_id,
+            state.site_id,
+            outcome,
+            lateness_ms,
+            missed_when,
+            accepted_after_ms=_accepted_after_ms(state, outcome, last_event_ms),
+            unreachable=state.reached_nobody and not state.expired_on_arrival,
+        ),
     ]
     updates = closing_updates(state, outcome, now_ms, world)
     if updates:
@@ -57,6 +66,14 @@ def close(
             SendPushes(state.chat_id, state.request_id, state.requested_at_ms, updates, report_delivery=False)
         )
     return effects
+
+
+def _accepted_after_ms(state: PendingRound, outcome: Outcome, joined_at_ms: int) -> int:
+    """From the request to the join that accepted it, both as trusted (clocks may disagree: never
+    below 0); -1 for a round not accepted."""
+    if outcome is not Outcome.ACCEPTED or joined_at_ms == -1:
+        return -1
+    return max(0, joined_at_ms - state.requested_at_ms)
 
 
 def miss(state: PendingRound, now_ms: int, world: World, last_event_ms: int = -1) -> list[Effect]:
@@ -79,6 +96,7 @@ def miss(state: PendingRound, now_ms: int, world: World, last_event_ms: int = -1
             devices_notified=len(notified),
             late=late,
             expired_on_arrival=state.expired_on_arrival,
+            notified=who_was_notified(state),
         )
     ]
     site = world.sites.last_known(state.site_id)

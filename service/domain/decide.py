@@ -42,7 +42,8 @@ from service.domain.effects import (
     ScheduleTimer,
 )
 from service.domain.events import AgentJoined, ChatEnded, ChatEvent, HandoffRequested, TokenRejection
-from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound
+from service.domain.reminders import remind, reminder_at_ms, reminder_due
+from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, timer_due_ms
 from service.domain.world import Policy, World
 
 __all__ = [
@@ -89,6 +90,8 @@ def on_timer(state: ChatState | None, now_ms: int, world: World) -> list[Effect]
     """A timer for this chat is due. Timers are never cancelled, so stale ones are ignored."""
     if isinstance(state, PendingRound) and state.deadline_ms <= now_ms:
         return miss(state, now_ms, world)
+    if isinstance(state, PendingRound) and reminder_due(state, now_ms):
+        return remind(state, now_ms, world)
     if isinstance(state, ClosedRound) and state.forget_at_ms <= now_ms:
         return [ForgetChat(state.chat_id)]
     return []
@@ -100,12 +103,15 @@ def on_fan_out_finished(
     delivered: tuple[DeviceRef, ...],
     covered: tuple[DeviceRef, ...] | None = None,
     unsure: tuple[DeviceRef, ...] = (),
+    rejected: tuple[DeviceRef, ...] = (),
+    failed: tuple[DeviceRef, ...] = (),
 ) -> list[Effect]:
-    """Record who got the request, so the Missed report and closing updates are exact.
-    `covered`: the devices the fan-out pushed (default: every target)."""
+    """Record what came of the request per device, so the Missed report and closing updates are
+    exact. `covered`: the devices the fan-out pushed (default: every target)."""
     if not isinstance(state, PendingRound) or state.request_id != request_id:
         return []
-    reported = state.with_report(state.targets if covered is None else covered, delivered, unsure)
+    covered_refs = state.targets if covered is None else covered
+    reported = state.with_report(covered_refs, delivered, unsure, rejected, failed)
     return [] if reported == state else [PutState(reported)]
 
 
@@ -187,8 +193,10 @@ def _on_request(
         visitor_name=event.visitor_name if refs or (site is None and in_time) else None,
         claimed_at_ms=-1 if event.requested_at_ms == requested_at_ms else event.requested_at_ms,
         expired_on_arrival=not in_time,
+        reminder_at_ms=reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms),
     )
-    effects: list[Effect] = [PutState(round_), ScheduleTimer(event.chat_id, deadline_ms)]
+    # One timer per round at a time: the reminder's when one is due, which then arms the deadline's.
+    effects: list[Effect] = [PutState(round_), ScheduleTimer(event.chat_id, timer_due_ms(round_))]
     if site is None:
         effects.append(Noted(NoteWhy.SITE_UNKNOWN, event.chat_id, event.site_id))
     elif refs:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from devtools import traffic
 from service.domain.decide import Policy, World, on_chat_event, on_timer, on_token_rejected
@@ -26,10 +27,11 @@ from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenReje
 from service.domain.events import AgentSnapshot, HandoffRequested, SiteSnapshot, TokenRejection
 from service.domain.push import Provider
 from service.domain.rounds import PendingRound
-from service.partition.rejections import dead_letter_headers
+from service.partition.rejections import RejectionReporter, dead_letter_headers
 from service.settings import Settings
 from service.wire import commands, inbound, outbound
 from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, decode_site
+from service.wire.redaction import Redaction
 from service.wire.rejection import Reason, Rejection
 from service.wire.repair import Decoded
 from tests.contract.asyncapi import (
@@ -153,6 +155,21 @@ def test_dead_letter_headers_are_the_workers() -> None:
     }
     assert not list(headers_validator("DeadLetter").iter_errors(headers))
     assert list(headers) == schema["required"]
+    assert schema["properties"]["redacted"]["enum"] == [redaction.value for redaction in Redaction]
+    reporter = RejectionReporter("livechat.dead-letter", "event_rejected", redact_personal_data=True)
+
+    class WithVisitor(Record):
+        value = b'{"visitor": {"email": "ada@example.org"}}'
+
+    class NotJson(Record):
+        value = b"{not json"
+
+    for record in (WithVisitor(), NotJson()):
+        with capture_logs():
+            dead = reporter.reject(record, Rejection(Reason.BAD_DATA, "d"))
+        redacted = {name: value.decode() for name, value in dead.headers}
+        assert "redacted" in redacted
+        assert not list(headers_validator("DeadLetter").iter_errors(redacted))
 
 
 @pytest.mark.parametrize("message", sorted(messages()))

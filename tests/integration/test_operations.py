@@ -134,8 +134,9 @@ async def test_ensure_uses_the_brokers_replication_factor_and_log_append_time(ka
     assert report.warnings == []
     timestamp_type = await _topic_config(kafka.bootstrap_servers, settings.topic_chat_events, _TIMESTAMP)
     assert timestamp_type == "LogAppendTime"
-    retention = await _topic_config_entry(kafka.bootstrap_servers, settings.topic_dead_letter, "retention.ms")
-    assert retention == (str(7 * 86_400_000), _DYNAMIC_TOPIC_CONFIG)  # set on the topic, not the default
+    for name, value in (("retention.ms", 7 * 86_400_000), ("segment.ms", 86_400_000)):
+        entry = await _topic_config_entry(kafka.bootstrap_servers, settings.topic_dead_letter, name)
+        assert entry == (str(value), _DYNAMIC_TOPIC_CONFIG)  # set on the topic, not the cluster's default
     again = await ensure_topics(settings)
     assert again.created == []
     assert again.chat_events_timestamp_type == "LogAppendTime"
