@@ -69,6 +69,38 @@ class EmitMissed:
     replay, a backlog, a long outage): no chatbot message was posted."""
     expired_on_arrival: bool = False
     """The request itself was read after its deadline: nobody was pushed."""
+    notified: tuple[NotifiedAgent, ...] = ()
+    """Per agent the round chose, what came of the request on each of its devices."""
+
+
+class DeviceOutcome(StrEnum):
+    """What came of a round's request on one device, as the Missed report says it. The wire
+    schema also lists `shed`, which no version since #10 produces (nothing live is shed)."""
+
+    DELIVERED = "delivered"
+    TOKEN_REJECTED = "token_rejected"  # noqa: S105 -- an outcome name, not a credential
+    FAILED = "failed"
+    PENDING = "pending"
+    """Still waiting (for a slot, a retry, or the fan-out's report) when the deadline came."""
+
+
+UNCONFIRMED = "unconfirmed"
+"""`NotifiedDevice.reason` of a push that was sent but whose answer was lost (timed out, the
+connection dropped): it may have reached the phone, so it is reported as failed, not delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifiedDevice:
+    device_id: str
+    outcome: DeviceOutcome
+    reason: str | None = None
+    """Why a `failed` device failed, when known (`UNCONFIRMED`); None otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifiedAgent:
+    agent_id: str
+    devices: tuple[NotifiedDevice, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +147,10 @@ class RoundClosed:
     lateness_ms: int = 0
     missed_when: MissedWhen | None = None
     """Set for missed rounds only."""
+    accepted_after_ms: int = -1
+    """Accepted rounds: from the request's trusted time to the join's (never below 0); -1 otherwise."""
+    unreachable: bool = False
+    """The request reached no phone (`PendingRound.reached_nobody`) and was read in time."""
 
 
 class NoteWhy(StrEnum):

@@ -62,6 +62,16 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
     small ints are shared)."""
     expired_on_arrival: bool = False
     """The request was read after its deadline (a replay or a backlog): nobody was pushed."""
+    reminder_at_ms: int = -1
+    """When the round's one reminder is due (the site's `reminder_after_seconds` after the
+    request, before the deadline); -1: none, or already sent. Cleared in the same transaction
+    that sends it, so a restart can lose a reminder but never send a second one."""
+    rejected: tuple[DeviceRef, ...] = ()
+    """Devices whose token a provider declared dead for this round's alert."""
+    failed: tuple[DeviceRef, ...] = ()
+    """Devices whose alert failed for good (request bug, retries ran out, no sender). A target in
+    none of delivered / unsure / rejected / failed whose fan-out reported was still waiting for a
+    slot or a retry when its push expired."""
 
     @property
     def request_claim_ms(self) -> int:
@@ -87,11 +97,20 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
         and those whose delivery is unknown."""
         return self.notified + self.unsure if self.unsure else self.notified
 
+    @property
+    def reached_nobody(self) -> bool:
+        """As far as is known, no phone got the request: nobody was chosen, or every fan-out
+        reported and none delivered it or may have (unsure). A round whose fan-out has not
+        reported yet is not counted: its outcome is unknown, not negative."""
+        return not self.delivered and not self.unsure and not self.awaited
+
     def with_report(
         self,
         covered: tuple[DeviceRef, ...],
         delivered: tuple[DeviceRef, ...],
         unsure: tuple[DeviceRef, ...] = (),
+        rejected: tuple[DeviceRef, ...] = (),
+        failed: tuple[DeviceRef, ...] = (),
     ) -> PendingRound:
         """The round once a fan-out over `covered` reported. A delivered list equal to the
         targets shares their tuple, and the visitor's name, needed by no later push, is let go
@@ -104,12 +123,13 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
             merged = known + tuple(ref for ref in delivered if ref not in known_set)
         else:
             merged = delivered
-        unsure_set = set(self.unsure)
         return msgspec.structs.replace(
             self,
             delivered=self.targets if merged == self.targets else merged,
             awaiting=awaiting,
-            unsure=self.unsure + tuple(ref for ref in unsure if ref not in unsure_set),
+            unsure=_merged(self.unsure, unsure),
+            rejected=_merged(self.rejected, rejected),
+            failed=_merged(self.failed, failed),
             visitor_name=self.visitor_name if awaiting else None,
         )
 
@@ -121,6 +141,15 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
         """The round with more devices chosen (their fan-out not reported yet)."""
         awaiting = self.awaiting if self.delivered is None else self.awaiting + added
         return msgspec.structs.replace(self, targets=self.targets + added, awaiting=awaiting)
+
+
+def _merged(known: tuple[DeviceRef, ...], more: tuple[DeviceRef, ...]) -> tuple[DeviceRef, ...]:
+    """`known` and the devices of `more` not in it; `known` itself (no copy) when nothing is new,
+    so a round whose fan-outs reject nothing keeps the shared empty tuple."""
+    if not more:
+        return known
+    seen = set(known)
+    return known + tuple(ref for ref in more if ref not in seen)
 
 
 class ClosedRound(msgspec.Struct, frozen=True, gc=False):
@@ -150,5 +179,10 @@ ChatState = PendingRound | ClosedRound
 
 
 def timer_due_ms(state: ChatState) -> int:
-    """When the core next needs to look at this chat: the deadline, or the end of its memory."""
-    return state.deadline_ms if isinstance(state, PendingRound) else state.forget_at_ms
+    """When the core next needs to look at this chat: the reminder while one is due before the
+    deadline, the deadline, or the end of its memory. A restore schedules this one time per chat,
+    so the reminder's timer, once it fires, schedules the deadline's (`reminders.remind`)."""
+    if isinstance(state, PendingRound):
+        reminder_ms = state.reminder_at_ms
+        return reminder_ms if -1 < reminder_ms < state.deadline_ms else state.deadline_ms
+    return state.forget_at_ms

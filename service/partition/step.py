@@ -115,7 +115,13 @@ class PartitionStep:
             if isinstance(report, FanOutFinished):
                 state = store.get(report.chat_id)
                 finished = on_fan_out_finished(
-                    state, report.request_id, report.delivered, report.covered, report.unsure
+                    state,
+                    report.request_id,
+                    report.delivered,
+                    report.covered,
+                    report.unsure,
+                    report.rejected,
+                    report.failed,
                 )
                 self._apply(store, finished, result)
             elif isinstance(report, DeviceRejected):

@@ -8,9 +8,9 @@ format can grow new record kinds without breaking old readers' ability to fail l
 A restore replays the records through one `StateReplay`, which decodes the device lists as raw
 MessagePack and keeps one tuple per distinct list: rounds of a site mostly name the same
 devices, and sharing them is most of what a held round would otherwise cost (measured with
-`python -m benchmarks.capacity sites`). The layout is declared twice, for writing (`_Pending`)
-and for reading (`_PendingRecord`); `tests/unit/state/test_changelog.py` pins both to the bytes
-earlier versions wrote.
+`python -m benchmarks.capacity sites`). The layout is declared twice, for writing (`_Pending` and
+its trailing extensions `_PendingV2`, `_PendingV3`) and for reading (`_PendingRecord`);
+`tests/unit/state/test_changelog.py` pins both to the bytes earlier versions wrote.
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ class _PendingV2(_Pending, array_like=True, tag="p"):
     expired_on_arrival: bool
 
 
+class _PendingV3(_PendingV2, array_like=True, tag="p"):
+    """Fields added by issue #12, trailing, written only when one of them differs from its
+    default (then with #10's fields before them); records without them keep the older bytes."""
+
+    reminder_at_ms: int
+    rejected: tuple[DeviceRef, ...]
+    failed: tuple[DeviceRef, ...]
+
+
 class _PendingRecord(msgspec.Struct, array_like=True, tag="p", gc=False):
     """`_Pending` as read: the device lists left encoded, to be looked up by their bytes."""
 
@@ -61,6 +70,9 @@ class _PendingRecord(msgspec.Struct, array_like=True, tag="p", gc=False):
     awaiting: tuple[DeviceRef, ...] = ()
     claimed_at_ms: int = -1
     expired_on_arrival: bool = False
+    reminder_at_ms: int = -1
+    rejected: tuple[DeviceRef, ...] = ()
+    failed: tuple[DeviceRef, ...] = ()
 
 
 class _Closed(msgspec.Struct, array_like=True, tag="c", gc=False):
@@ -105,12 +117,13 @@ def encode_state(state: ChatState) -> bytes:
                 state.delivered,
                 state.visitor_name,
             )
-            if state.unsure or state.awaiting or state.claimed_at_ms != -1 or state.expired_on_arrival:
+            second = (state.unsure, state.awaiting, state.claimed_at_ms, state.expired_on_arrival)
+            if state.reminder_at_ms != -1 or state.rejected or state.failed:
                 return _ENCODER.encode(
-                    _PendingV2(
-                        *first, state.unsure, state.awaiting, state.claimed_at_ms, state.expired_on_arrival
-                    )
+                    _PendingV3(*first, *second, state.reminder_at_ms, state.rejected, state.failed)
                 )
+            if state.unsure or state.awaiting or state.claimed_at_ms != -1 or state.expired_on_arrival:
+                return _ENCODER.encode(_PendingV2(*first, *second))
             return _ENCODER.encode(_Pending(*first))
         case ClosedRound():
             first_closed = (
@@ -222,6 +235,9 @@ class StateReplay:
                     decoded.awaiting,
                     decoded.claimed_at_ms,
                     decoded.expired_on_arrival,
+                    decoded.reminder_at_ms,
+                    decoded.rejected,
+                    decoded.failed,
                 )
             except msgspec.DecodeError as error:
                 self.unreadable += 1

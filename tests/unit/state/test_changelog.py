@@ -33,6 +33,8 @@ def pending(chat_id: str, request_id: str = "r1") -> PendingRound:
         PendingRound("r", "c", "s", 1, 2, (DeviceRef("a", "d"),), None, "Ada"),
         PendingRound("r", "c", "s", 1, 2, (DeviceRef("a", "d"), DeviceRef("b", "e")), (DeviceRef("b", "e"),)),
         PendingRound("r", "c", "s", 1, 2, (), ()),
+        PendingRound("r", "c", "s", 1, 5, (DeviceRef("a", "d"),), None, "Ada", reminder_at_ms=3),
+        PendingRound("r", "c", "s", 1, 5, (DeviceRef("a", "d"),), (), failed=(DeviceRef("a", "d"),)),
         ClosedRound("r", "c", Outcome.MISSED, 3, 4),
     ],
 )
@@ -103,6 +105,51 @@ def test_records_of_the_first_format_restore_and_are_written_the_same(
     replay.apply([Record(state.chat_id.encode(), value)])
     assert replay.states == {state.chat_id: state}
     assert encode_state(state) == value
+
+
+# A record as #10's layout (`_PendingV2`) wrote it, before #12 added trailing fields.
+WRITTEN_BY_10 = (
+    b"\x9d\xa1p\xa5req-4\xa6chat-4\xa6site-1\xcf\x00\x00\x01\xa3\x18\\P\x00\xcf\x00\x00\x01\xa3\x18^$\xc0"
+    b"\x92\x92\xa7agent-1\xa7phone-1\x92\xa7agent-2\xa7phone-2\x91\x92\xa7agent-1\xa7phone-1\xc0"
+    b"\x91\x92\xa7agent-2\xa7phone-2\x90\xcf\x00\x00\x01\xa3\x18\\L\x18\xc2"
+)
+ROUND_OF_10 = PendingRound(
+    "req-4",
+    "chat-4",
+    "site-1",
+    1_800_000_000_000,
+    1_800_000_120_000,
+    (DeviceRef("agent-1", "phone-1"), DeviceRef("agent-2", "phone-2")),
+    (DeviceRef("agent-1", "phone-1"),),
+    None,
+    unsure=(DeviceRef("agent-2", "phone-2"),),
+    claimed_at_ms=1_799_999_999_000,
+)
+
+
+def test_records_of_the_issue_10_format_restore_and_are_written_the_same() -> None:
+    assert decode_state(WRITTEN_BY_10) == ROUND_OF_10
+    assert encode_state(ROUND_OF_10) == WRITTEN_BY_10
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"reminder_at_ms": 1_800_000_060_000},
+        {"rejected": (DeviceRef("agent-2", "phone-2"),)},
+        {"failed": (DeviceRef("agent-2", "phone-2"),), "rejected": (DeviceRef("agent-1", "phone-1"),)},
+    ],
+)
+def test_issue_12_fields_are_written_after_issue_10s_and_only_when_set(extra: dict[str, object]) -> None:
+    state = msgspec.structs.replace(ROUND_OF_10, **extra)
+    value = encode_state(state)
+    # A 16-element array (tag, the 8 first fields, #10's 4, #12's 3): past fixarray's 15, so array16.
+    assert value[:3] == b"\xdc\x00\x10"
+    assert value[3 : 3 + len(WRITTEN_BY_10) - 1] == WRITTEN_BY_10[1:], "the older fields keep their bytes"
+    assert decode_state(value) == state
+    replay = StateReplay()
+    replay.apply([Record(b"chat-4", value)])
+    assert replay.states == {"chat-4": state}
 
 
 def test_a_finished_fan_out_restores_without_the_visitor_name() -> None:

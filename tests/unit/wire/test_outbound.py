@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from service.domain.effects import EmitChatbotMessage, EmitMissed, EmitTokenRejected
+from service.domain.effects import (
+    UNCONFIRMED,
+    DeviceOutcome,
+    EmitChatbotMessage,
+    EmitMissed,
+    EmitTokenRejected,
+    NotifiedAgent,
+    NotifiedDevice,
+)
 from service.domain.push import Provider
 from service.wire.outbound import encode_chatbot_message, encode_missed, encode_token_rejected, rfc3339
 
@@ -29,7 +37,45 @@ def test_missed_event() -> None:
         "devices_notified": 3,
         "late": False,
         "expired_on_arrival": False,
+        "notified": [],
     }
+
+
+def test_missed_event_says_per_agent_what_came_of_each_device() -> None:
+    notified = (
+        NotifiedAgent(
+            "agent-1",
+            (
+                NotifiedDevice("phone", DeviceOutcome.DELIVERED),
+                NotifiedDevice("tablet", DeviceOutcome.FAILED, UNCONFIRMED),
+            ),
+        ),
+        NotifiedAgent(
+            "agent-2",
+            (
+                NotifiedDevice("old", DeviceOutcome.TOKEN_REJECTED),
+                NotifiedDevice("slow", DeviceOutcome.PENDING),
+            ),
+        ),
+    )
+    effect = EmitMissed("r1:missed", "c1", "s1", 1_000, 61_000, 61_050, 1, 1, notified=notified)
+    data = json.loads(encode_missed(effect, "urn:test"))["data"]
+    assert data["notified"] == [
+        {
+            "agent_id": "agent-1",
+            "devices": [
+                {"device_id": "phone", "outcome": "delivered"},
+                {"device_id": "tablet", "outcome": "failed", "reason": "unconfirmed"},
+            ],
+        },
+        {
+            "agent_id": "agent-2",
+            "devices": [
+                {"device_id": "old", "outcome": "token_rejected"},
+                {"device_id": "slow", "outcome": "pending"},
+            ],
+        },
+    ]
 
 
 def test_a_late_missed_event_says_so() -> None:
