@@ -277,6 +277,7 @@ def test_integration_guide_examples_are_valid_and_accepted() -> None:
         inbound.HANDOFF_REQUESTED,
         inbound.AGENT_UPDATED,
         inbound.SITE_UPDATED,
+        commands.TEST_REQUESTED,
     }
     for event in events:
         message = CONSUMED[event["type"]]
