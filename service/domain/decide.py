@@ -21,6 +21,9 @@ Rules (issues #2 and #10):
   missed: exactly one Missed event, and one chatbot message unless the deadline passed more than
   `chatbot_max_delay` ago (then the Missed is marked late: nobody reads a chat that old).
 - A join or end that really came after the deadline comes too late: the round was missed first.
+- Issue #12: a site with `reminder_after_seconds` shorter than the round's time to accept gets one
+  reminder, at that time if the round is still pending, to the phones that may show the alert
+  (`reminders.py`: at most one per round, also across restarts).
 """
 
 from __future__ import annotations
