@@ -36,7 +36,9 @@ def close(
     lateness_ms: int = 0,
     last_event_ms: int = -1,
     missed_when: MissedWhen | None = None,
+    agent_id: str | None = None,
 ) -> list[Effect]:
+    """`agent_id`: the agent whose join accepted the chat (the closing update names them)."""
     closed = ClosedRound(
         request_id=state.request_id,
         chat_id=state.chat_id,
@@ -59,7 +61,7 @@ def close(
             unreachable=state.reached_nobody and not state.expired_on_arrival,
         ),
     ]
-    updates = closing_updates(state, outcome, now_ms, world)
+    updates = closing_updates(state, outcome, now_ms, world, agent_id)
     if updates:
         # No delivery report: nothing is decided on who got a closing update.
         effects.append(

@@ -44,7 +44,14 @@ from service.domain.effects import (
     PutState,
     ScheduleTimer,
 )
-from service.domain.events import AgentJoined, ChatEnded, ChatEvent, HandoffRequested, TokenRejection
+from service.domain.events import (
+    AgentJoined,
+    ChatEnded,
+    ChatEvent,
+    HandoffRequested,
+    SiteSnapshot,
+    TokenRejection,
+)
 from service.domain.reminders import remind, reminder_at_ms, reminder_due
 from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, timer_due_ms
 from service.domain.world import Policy, World
@@ -82,7 +89,8 @@ def on_chat_event(
             # The round expired before this join/end happened: it is missed, and the late join
             # (agents may join missed chats) produces nothing more.
             return miss(state, now_ms, world, last_event_ms=at_ms)
-        return close(state, outcome, now_ms, world, last_event_ms=at_ms)
+        joiner = event.agent_id if isinstance(event, AgentJoined) else None
+        return close(state, outcome, now_ms, world, last_event_ms=at_ms, agent_id=joiner)
     return [
         Ignored(event.chat_id, IgnoredWhy.NO_PENDING_ROUND),
         *remember(state, event, outcome, at_ms, now_ms, world),
@@ -146,6 +154,8 @@ def on_eligibility_changed(
         round_, pushes = newly_eligible(state, site, eligible, world)
         if pushes:
             effects += [PutState(round_), send_alerts(round_, pushes)]
+        elif round_ is not state:  # the visitor's name let go (a site that hides it)
+            effects.append(PutState(round_))
     return effects
 
 
@@ -192,8 +202,7 @@ def _on_request(
         deadline_ms=deadline_ms,
         targets=refs,
         delivered=None if refs else (),
-        # Kept while it may still word an alert: pushes to go, or a site yet to arrive.
-        visitor_name=event.visitor_name if refs or (site is None and in_time) else None,
+        visitor_name=_kept_visitor_name(event, site, refs, in_time=in_time),
         claimed_at_ms=-1 if event.requested_at_ms == requested_at_ms else event.requested_at_ms,
         expired_on_arrival=not in_time,
         reminder_at_ms=reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms),
@@ -205,3 +214,13 @@ def _on_request(
     elif refs:
         effects.append(send_alerts(round_, address(alert_template(round_, site), refs, world)))
     return effects
+
+
+def _kept_visitor_name(
+    event: HandoffRequested, site: SiteSnapshot | None, refs: tuple[DeviceRef, ...], *, in_time: bool
+) -> str | None:
+    """The name a new round keeps, only while it may still word an alert: pushes to go, or a site
+    yet to arrive. Never for a site that hides it (`hide_visitor_name`)."""
+    if site is None:
+        return event.visitor_name if in_time else None
+    return event.visitor_name if refs and not site.hide_visitor_name else None

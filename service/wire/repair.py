@@ -31,6 +31,9 @@ class RepairAction(StrEnum):
     """Above its range: set to the largest allowed value."""
     DROPPED = "dropped"
     """Wrong type, empty or out of range: treated as absent."""
+    FAILED_SAFE = "failed_safe"
+    """A privacy switch of the wrong type: treated as on. Whoever sent it meant something, and a
+    name shown by mistake cannot be taken back, while one hidden by mistake costs a little context."""
 
 
 class RepairedField(StrEnum):
@@ -42,6 +45,11 @@ class RepairedField(StrEnum):
     CONTACT_EMAIL = "contact.email"
     CONTACT_PHONE = "contact.phone"
     MISSED_MESSAGE = "missed_message"
+    PUSH_TITLE = "push_title"
+    PUSH_BODY = "push_body"
+    HIDE_VISITOR_NAME = "hide_visitor_name"
+    REMINDER_AFTER = "reminder_after_seconds"
+    DISPLAY_NAME = "display_name"
     VISITOR = "visitor"
     VISITOR_NAME = "visitor.name"
 

@@ -1,10 +1,10 @@
 """Decode a record of the agents or sites topic into a directory snapshot, or into a `Rejection`.
 
-Snapshots are rare next to chat events, so they take no fast path. An agent snapshot is all ids,
-flags and device tokens: nothing in it can be repaired, so it is decoded strictly. A site snapshot
-is always decoded leniently: only its ids make it unusable, and every other field is checked one
-by one and repaired when it cannot be used (`repair.py`) — one bad phone number must not silence a
-site.
+Snapshots are rare next to chat events, so they take no fast path. An agent snapshot is ids,
+flags and device tokens, decoded strictly, and one optional `display_name`, repaired when it
+cannot be used (a bad name must not make an agent unreachable). A site snapshot is always decoded
+leniently: only its ids make it unusable, and every other field is checked one by one and
+repaired when it cannot be used (`repair.py`) — one bad phone number must not silence a site.
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ SITE_UPDATED = "livechat.site.updated"
 MAX_SITE_NAME_CHARS = 200
 EMAIL_CHARS = (3, 320)
 PHONE_CHARS = (1, 64)
+MAX_DISPLAY_NAME_CHARS = 100
+"""An agent's name is shown in one line ("Taken by …") on a lock screen: anything longer is not a
+name, and a cut one still tells colleagues who took the chat (so it is truncated, not dropped)."""
+MAX_TEMPLATE_CHARS = 1024
+"""An alert title or body template. A phone shows a few lines of an alert at most, and the filled
+alert must fit the providers' 4096-byte payload beside its data; a longer template is dropped, not
+cut (the default text applies): a cut could end inside a placeholder or lose the sentence's point."""
+AGENT_REPAIRS = (
+    Repair(RepairedField.DISPLAY_NAME, RepairAction.TRUNCATED),
+    Repair(RepairedField.DISPLAY_NAME, RepairAction.DROPPED),
+)
+"""Every repair `decode_agent_with_repairs` can make."""
 SITE_REPAIRS = (
     Repair(RepairedField.NAME, RepairAction.TRUNCATED),
     Repair(RepairedField.NAME, RepairAction.DROPPED),
@@ -53,6 +65,10 @@ SITE_REPAIRS = (
     Repair(RepairedField.CONTACT_EMAIL, RepairAction.DROPPED),
     Repair(RepairedField.CONTACT_PHONE, RepairAction.DROPPED),
     Repair(RepairedField.MISSED_MESSAGE, RepairAction.DROPPED),
+    Repair(RepairedField.PUSH_TITLE, RepairAction.DROPPED),
+    Repair(RepairedField.PUSH_BODY, RepairAction.DROPPED),
+    Repair(RepairedField.HIDE_VISITOR_NAME, RepairAction.FAILED_SAFE),
+    Repair(RepairedField.REMINDER_AFTER, RepairAction.DROPPED),
 )
 """Every repair `decode_site` can make."""
 
@@ -77,6 +93,7 @@ class _AgentData(msgspec.Struct, frozen=True):
     live_chat_available: bool
     sites: list[_SiteToggle]
     devices: list[_Device]
+    display_name: msgspec.Raw = ABSENT
 
 
 class _LooseContact(msgspec.Struct, frozen=True):
@@ -93,14 +110,29 @@ class _SiteData(msgspec.Struct, frozen=True):
     time_to_accept_seconds: msgspec.Raw = ABSENT
     contact: msgspec.Raw = ABSENT
     missed_message: msgspec.Raw = ABSENT
+    push_title: msgspec.Raw = ABSENT
+    push_body: msgspec.Raw = ABSENT
+    hide_visitor_name: msgspec.Raw = ABSENT
+    reminder_after_seconds: msgspec.Raw = ABSENT
 
 
 _AGENTS: DataDecoders = {AGENT_UPDATED: msgspec.json.Decoder(_AgentData)}
 _SITES: DataDecoders = {SITE_UPDATED: msgspec.json.Decoder(_SiteData)}
 _CONTACT = msgspec.json.Decoder(_LooseContact | None)
+_OPTIONAL_BOOL = msgspec.json.Decoder(bool | None)
 
 
 def decode_agent(key: bytes | None, value: bytes, limits: DecodeLimits) -> AgentSnapshot | Rejection:
+    """The agent, without the repairs made to get it (`decode_agent_with_repairs`)."""
+    decoded = decode_agent_with_repairs(key, value, limits)
+    return decoded if isinstance(decoded, Rejection) else decoded.value
+
+
+def decode_agent_with_repairs(
+    key: bytes | None, value: bytes, limits: DecodeLimits
+) -> Decoded[AgentSnapshot] | Rejection:
+    """The agent with its repairs (`AGENT_REPAIRS`): a `display_name` that is not a string is
+    dropped, one over `MAX_DISPLAY_NAME_CHARS` truncated; absent, null or blank is no name."""
     try:
         _, data = open_record(value, _AGENTS, limits)
         assert isinstance(data, _AgentData)
@@ -109,7 +141,12 @@ def decode_agent(key: bytes | None, value: bytes, limits: DecodeLimits) -> Agent
         device_ids = [device.device_id for device in data.devices]
         if len(set(device_ids)) != len(device_ids):
             raise reject(Reason.BAD_DATA, "duplicate device_id in devices", agent_id=data.agent_id)
-        return AgentSnapshot(
+        repairs: list[Repair] = []
+        display_name = optional(data.display_name, OPTIONAL_STR, RepairedField.DISPLAY_NAME, repairs)
+        if display_name is not None and len(display_name) > MAX_DISPLAY_NAME_CHARS:
+            repairs.append(Repair(RepairedField.DISPLAY_NAME, RepairAction.TRUNCATED))
+            display_name = truncated(display_name, MAX_DISPLAY_NAME_CHARS)
+        agent = AgentSnapshot(
             agent_id=data.agent_id,
             account_id=data.account_id,
             live_chat_available=data.live_chat_available,
@@ -123,7 +160,9 @@ def decode_agent(key: bytes | None, value: bytes, limits: DecodeLimits) -> Agent
                 )
                 for device in data.devices
             ),
+            display_name=display_name if display_name and display_name.strip() else None,
         )
+        return Decoded(agent, tuple(repairs))
     except Rejected as rejected:
         return rejected.rejection
 
@@ -183,5 +222,37 @@ def _site(data: _SiteData, limits: DecodeLimits) -> Decoded[SiteSnapshot]:
         contact_email=email,
         contact_phone=phone,
         missed_message=missed_message or None,
+        push_title=_template(data.push_title, RepairedField.PUSH_TITLE, repairs),
+        push_body=_template(data.push_body, RepairedField.PUSH_BODY, repairs),
+        hide_visitor_name=_hide_visitor_name(data.hide_visitor_name, repairs),
+        reminder_after_s=_reminder_after(data.reminder_after_seconds, limits, repairs),
     )
     return Decoded(snapshot, tuple(repairs))
+
+
+def _template(raw: msgspec.Raw, field: RepairedField, repairs: list[Repair]) -> str | None:
+    """An alert template: not a string or over `MAX_TEMPLATE_CHARS` is dropped (the default text
+    applies); absent, null or blank is no template (a producer clearing the field), not reported."""
+    template = optional_text(raw, field, (0, MAX_TEMPLATE_CHARS), repairs)
+    return template if template and template.strip() else None
+
+
+def _hide_visitor_name(raw: msgspec.Raw, repairs: list[Repair]) -> bool:
+    """Absent or null: off (the contract's default). Not a boolean: on, and reported — a privacy
+    switch fails safe (`RepairAction.FAILED_SAFE`)."""
+    try:
+        return bool(_OPTIONAL_BOOL.decode(raw))
+    except (msgspec.ValidationError, RecursionError):
+        repairs.append(Repair(RepairedField.HIDE_VISITOR_NAME, RepairAction.FAILED_SAFE))
+        return True
+
+
+def _reminder_after(raw: msgspec.Raw, limits: DecodeLimits, repairs: list[Repair]) -> int | None:
+    """Seconds from the request to the reminder. Zero, negative, not an integer or above the
+    longest time to accept is dropped (no reminder): a reminder at or after every possible
+    deadline could never be sent, and clamping would pretend it could."""
+    after = optional(raw, OPTIONAL_INT, RepairedField.REMINDER_AFTER, repairs)
+    if after is not None and not 0 < after <= limits.max_time_to_accept_s:
+        repairs.append(Repair(RepairedField.REMINDER_AFTER, RepairAction.DROPPED))
+        return None
+    return after

@@ -49,6 +49,7 @@ def agent(
     available: bool = True,
     push_enabled: dict[str, bool] | None = None,
     devices: tuple[Device, ...] | None = None,
+    display_name: str | None = None,
 ) -> AgentSnapshot:
     return AgentSnapshot(
         agent_id=agent_id,
@@ -56,6 +57,7 @@ def agent(
         live_chat_available=available,
         push_enabled_by_site=push_enabled if push_enabled is not None else {"site-1": True},
         devices=devices if devices is not None else (device(f"{agent_id}-phone"),),
+        display_name=display_name,
     )
 
 

@@ -133,7 +133,8 @@ def test_join_cancels_the_round_and_clears_notified_phones() -> None:
     assert [p.device.device_id for p in update.pushes] == ["a"], "only delivered devices get the update"
     assert update.pushes[0].push.kind is PushKind.HANDOFF_CLOSED
     assert update.pushes[0].push.data["outcome"] == "accepted"
-    assert update.pushes[0].push.title is None
+    assert update.pushes[0].push.body == "Taken by an agent"  # the agent has no display_name
+    assert "Ada" not in repr(update.pushes[0].push), "the update never names the visitor"
     assert not update.report_delivery
 
 

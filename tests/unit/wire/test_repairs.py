@@ -302,6 +302,10 @@ MAKES_EACH_REPAIR = {
         site_value(contact={"email": 1}),
         site_value(contact={"phone": 1}),
         site_value(missed_message=7),
+        site_value(push_title=7),
+        site_value(push_body="x" * 1025),
+        site_value(hide_visitor_name="yes"),
+        site_value(reminder_after_seconds=0),
     ],
     HANDOFF_REQUESTED: [
         handoff(visitor="Ada"),
