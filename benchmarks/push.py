@@ -39,6 +39,7 @@ from firebase_admin import messaging
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
+from benchmarks import push_tls
 from benchmarks.rig import now_ms, ratio
 from devtools.credentials import GeneratedCredentials, generate_credentials
 from devtools.fakes.apns import ApnsFake
@@ -138,7 +139,7 @@ async def fcm(
 
     ours = await drive_sender(sender, pushes, concurrency)
 
-    official = await fcm_official_client(credentials, fake, pushes, concurrency)
+    official = await fcm_official_client(credentials.fcm_service_account, fake.url, pushes, concurrency)
 
     account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(credentials.fcm_service_account), scopes=[FCM_SCOPE]
@@ -181,16 +182,17 @@ def fcm_message(push: Push) -> messaging.Message:
 
 
 async def fcm_official_client(
-    credentials: GeneratedCredentials, fake: FcmFake, pushes: int, concurrency: int
+    service_account: Path, url: str, pushes: int, concurrency: int
 ) -> dict[str, float]:
-    """The official FCM client alone: firebase-admin's `send_each_async`, its own auth and HTTP client."""
-    certificate = firebase_credentials.Certificate(str(credentials.fcm_service_account))
+    """The official FCM client alone: firebase-admin's `send_each_async`, its own auth and HTTP client,
+    sending to the FCM endpoint at `url`."""
+    certificate = firebase_credentials.Certificate(str(service_account))
     app = firebase_admin.initialize_app(certificate, name=f"bench-official-{uuid.uuid4().hex}")
     # firebase-admin formats the class attribute FCM_URL into the service's send URL once, when the
     # app's messaging service is built; set it for that moment only (as FcmSender once did).
     service_class = messaging._MessagingService  # noqa: SLF001 -- its only endpoint hook
     google_url = service_class.FCM_URL
-    service_class.FCM_URL = f"{fake.url}/v1/projects/{{0}}/messages:send"
+    service_class.FCM_URL = f"{url}/v1/projects/{{0}}/messages:send"
     try:
         service = messaging._get_messaging_service(app)  # noqa: SLF001 -- builds and caches it on `app`
     finally:
@@ -335,10 +337,13 @@ async def run(workdir: Path, pushes: int, concurrency: int, latency_s: float) ->
         apns_result = await apns(credentials, apns_fake, pushes, concurrency)
     finally:
         await apns_fake.stop()
+    # FCM as in production: TLS, HTTP/2 offered; each client in a process of its own (push_tls).
+    fcm_tls = await push_tls.run(workdir, pushes, concurrency, latency_s)
     return {
         "pushes": pushes,
         "concurrency": concurrency,
         "latency_s": latency_s,
         "fcm": fcm_result,
         "apns": apns_result,
+        "fcm_tls": fcm_tls,
     }

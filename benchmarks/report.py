@@ -179,7 +179,96 @@ def evaluate(results: dict[str, Any]) -> list[Row]:
             met=None,
         )
     )
+    rows.extend(_timer_rows(results))
+    rows.extend(_fcm_tls_rows(results))
     return rows
+
+
+def _timer_rows(results: dict[str, Any]) -> list[Row]:
+    """Issue #13: one APScheduler job per chat (the obvious Python design) vs the worker's timers,
+    each in a process of its own (benchmarks/timer_peers.py). No target: reported side by side."""
+    ours, aps = _get(results, "timers", "worker"), _get(results, "timers", "apscheduler")
+    if not isinstance(ours, dict) or not isinstance(aps, dict):
+        return []
+    pending = f"{ours['pending']:,}"
+
+    def lateness(side: dict[str, Any]) -> str:
+        p99, worst = _num(side.get("lateness_p99_ms")), _num(side.get("lateness_max_ms"))
+        figures = f"p99 {p99:.1f} ms, max {worst:.1f} ms" if p99 is not None and worst is not None else "-"
+        return f"{figures} ({side['fired']}/{side['fired_expected']} fired)"
+
+    def memory(side: dict[str, Any]) -> str:
+        return f"{side['rss_bytes_per_round']:,.0f} B RSS, {side['traced_bytes_per_round']:,.0f} B traced"
+
+    return [
+        _row(
+            f"per-chat timers: adds/s at {pending} pending",
+            f"worker {ours['adds_per_s']:,.0f}",
+            f"APScheduler {aps['adds_per_s']:,.0f}",
+            _num(_get(results, "timers", "ratio_adds_worker_over_apscheduler")),
+            "reported (worker / APScheduler)",
+            met=None,
+        ),
+        _row(
+            "per-chat timers: memory per pending round",
+            f"worker {memory(ours)}",
+            f"APScheduler {memory(aps)}",
+            _num(_get(results, "timers", "ratio_rss_apscheduler_over_worker")),
+            "reported (APScheduler / worker, RSS)",
+            met=None,
+        ),
+        _row(
+            f"per-chat timers: firing lateness at {pending} pending, {ours['probe_rate']}/s",
+            f"worker {lateness(ours)}",
+            f"APScheduler {lateness(aps)}",
+            None,
+            "reported; every due round fires",
+            met=ours["fired"] == ours["fired_expected"],
+        ),
+    ]
+
+
+def _fcm_tls_rows(results: dict[str, Any]) -> list[Row]:
+    """Issue #13: FCM as in production (TLS, HTTP/2 offered), each client in a process of its own
+    (benchmarks/push_tls.py); the sender judged against the bare aiohttp client as over plain HTTP."""
+    tls = _get(results, "push", "fcm_tls")
+    if not isinstance(tls, dict) or "sender" not in tls:
+        return []
+    ours, bare, official = tls["sender"], tls["bare_aiohttp"], tls["official_client"]
+    h2 = tls["bare_httpx_h2"]
+
+    def connections(side: dict[str, Any]) -> str:
+        by_protocol = ", ".join(f"{n} {p}" for p, n in sorted(side["connections_by_protocol"].items()))
+        return f"{side['tls_handshakes']} ({by_protocol})"
+
+    return [
+        _row(
+            "FCM over TLS, h2 offered: client CPU per push (us)",
+            f"{ours['cpu_us_per_push']:,.0f}",
+            f"aiohttp {bare['cpu_us_per_push']:,.0f}; "
+            f"firebase-admin alone {official['cpu_us_per_push']:,.0f}; httpx h2 {h2['cpu_us_per_push']:,.0f}",
+            _num(tls.get("ratio_cpu_sender_over_bare")),
+            "<= 1.2x bare",
+            met=_le(_num(tls.get("ratio_cpu_sender_over_bare")), 1.2),
+        ),
+        _row(
+            "FCM over TLS, h2 offered: pushes/s (20 ms fake)",
+            f"{ours['pushes_per_s']:,.0f}",
+            f"aiohttp {bare['pushes_per_s']:,.0f}; firebase-admin alone {official['pushes_per_s']:,.0f}; "
+            f"httpx h2 {h2['pushes_per_s']:,.0f}",
+            _num(tls.get("ratio_rate_sender_over_bare")),
+            ">= 0.8x bare",
+            met=_ge(_num(tls.get("ratio_rate_sender_over_bare")), 0.8),
+        ),
+        _row(
+            "FCM over TLS: TLS handshakes (connections by protocol, token fetch included)",
+            connections(ours),
+            f"firebase-admin alone {connections(official)}; aiohttp {connections(bare)}",
+            None,
+            "reported",
+            met=None,
+        ),
+    ]
 
 
 def _push_baselines(label: str, bare: float | None, official_label: str, official: float | None) -> str:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capacity, deadlines, latency, push, restore, throughput
+from benchmarks import capacity, deadlines, latency, push, restore, throughput, timer_peers
 from benchmarks.report import evaluate, render_table, write_plot
 from devtools.kafka_broker import KafkaBroker
 from service.observability.logging import configure_logging
@@ -107,7 +107,7 @@ async def section(
     return value
 
 
-SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency")
+SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "timers")
 
 
 async def run_suite(
@@ -176,6 +176,9 @@ async def run_suite(
                     bootstrap, workdir, HANDOFF_RATE, scale.latency_seconds, PROVIDER_LATENCY_S
                 ),
             )
+        if "timers" in only:
+            # Issue #13: one APScheduler job per chat vs the worker's timers, a process each.
+            await section(results, "timers", lambda: timer_peers.run(scale.name))
     finally:
         await asyncio.to_thread(broker.stop)
     results["machine"]["loadavg_at_end"] = os.getloadavg()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency")
+SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "timers")
 
 
 @pytest.mark.slow
@@ -42,8 +42,20 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
     assert results["latency"]["pushes_received"] == results["latency"]["pushes_expected"] > 0
     for provider in ("fcm", "apns"):
         assert results["push"][provider]["sender"]["failures"] == 0
+    # FCM over TLS (#13): every client delivered, the official one over HTTP/2, ours over HTTP/1.1.
+    fcm_tls = results["push"]["fcm_tls"]
+    for contender in ("sender", "official_client", "bare_aiohttp", "bare_httpx_h2"):
+        assert fcm_tls[contender]["failures"] == 0, contender
+        assert fcm_tls[contender]["tls_handshakes"] > 0, contender
+    assert fcm_tls["official_client"]["h2_requests"] > 0
+    assert fcm_tls["sender"]["h2_requests"] == 0
+    # Timers (#13): both designs measured, and every due round of the worker's fired.
+    for design in ("apscheduler", "worker"):
+        assert results["timers"][design]["adds_per_s"] > 0, design
+        assert results["timers"][design]["traced_bytes_per_round"] > 0, design
+    assert results["timers"]["worker"]["fired"] == results["timers"]["worker"]["fired_expected"] > 0
     figures = [row["figure"] for row in results["summary"]]
-    assert len(figures) == 10
+    assert len(figures) == 10 + 6  # issue #6's figures; #13: 3 timer rows, 3 FCM-over-TLS rows
     assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
