@@ -17,6 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from service.domain.push import OutcomeKind, Provider
 from service.domain.rounds import Outcome
 from service.observability.metrics import Metrics
+from service.wire.commands import TestOutcome
 from tests.contract.chart import ALL_FEATURES, CHART, REPO, only, render
 from tests.contract.promql import inspect, without_grafana_variables
 
@@ -115,6 +116,7 @@ def _label_values() -> dict[tuple[str, str], set[str]]:
         ("notifier_pushes_total", "provider"): {provider.value for provider in Provider},
         ("notifier_rounds_closed_total", "outcome"): {outcome.value for outcome in Outcome},
         ("notifier_transactions_total", "result"): {"committed", "aborted"},
+        ("notifier_test_pushes_total", "outcome"): {outcome.value for outcome in TestOutcome},
     }
 
 
@@ -142,6 +144,8 @@ def test_alerts_cover_what_sres_need() -> None:
         "push error ratio by provider": "sum by (provider) (rate(notifier_pushes_total",
         "dead letters": "notifier_events_rejected_total",
         "token rejections": 'outcome="token_dead"',
+        "rounds that reached no phone": "notifier_rounds_unreachable_total",
+        "test pushes failing": 'outcome=~"failed|not_configured"',
     }
     for need, fragment in needs.items():
         assert any(fragment in expr for expr in exprs.values()), need
@@ -194,6 +198,9 @@ def test_dashboard_is_well_formed() -> None:
         "notifier_rounds_closed_total",
         "notifier_pushes_total",
         "notifier_push_latency_seconds_bucket",
+        "notifier_request_to_accept_seconds_bucket",
+        "notifier_rounds_unreachable_total",
+        "notifier_test_pushes_total",
     ):
         assert metric in text, metric
     assert any("$lag_metric" in target["expr"] for panel in _panels() for target in panel["targets"])
