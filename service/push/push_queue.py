@@ -31,6 +31,10 @@ def push_size(push: Push) -> int:
     """Conservative estimate of the memory a push held by the fan-out keeps alive."""
     size = QUEUED_PUSH_OVERHEAD_B + len(push.token) + len(push.collapse_id)
     size += len(push.title or "") + len(push.body or "")
+    size += len(push.public_title or "") + len(push.public_body or "")
+    for localized in (push.title_loc, push.body_loc):
+        if localized is not None:  # the objects around the strings fit in the overhead's margin
+            size += len(localized.key) + sum(len(arg) for arg in localized.args)
     return size + sum(len(key) + len(value) for key, value in push.data.items())
 
 
