@@ -31,6 +31,8 @@ from service.wire.rejection import Reason
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
+_ACCEPT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
+"""Agents accept within seconds to minutes (the default time to accept is 120 s): fine buckets there."""
 
 
 class AuthSource(Protocol):
@@ -158,7 +160,7 @@ class Metrics:
         self.request_to_accept = Histogram(
             "notifier_request_to_accept_seconds",
             "From a round's request to the agent's join that accepted it",
-            buckets=_LATENESS_BUCKETS,
+            buckets=_ACCEPT_BUCKETS,
             registry=r,
         )
         self.rounds_unreachable = Counter(
