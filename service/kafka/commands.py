@@ -101,7 +101,9 @@ class TestPushCommands:
         self._metrics = metrics
         self._clock = clock
         self._limits = limits
-        self._rejections = RejectionReporter(settings.topic_dead_letter, "command_rejected")
+        self._rejections = RejectionReporter(
+            settings.topic_dead_letter, "command_rejected", settings.dead_letter_redact_personal_data
+        )
         self._answered: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()

@@ -156,6 +156,7 @@ class SecureKafka:
             (_TOPIC, topic_prefix, _PREFIXED, _WRITE),
             (_TOPIC, topic_prefix, _PREFIXED, _DESCRIBE),
             (_GROUP, settings.group_id, _LITERAL, _READ),
+            (_GROUP, f"{settings.group_id}-commands", _LITERAL, _READ),
             (_TRANSACTIONAL_ID, settings.transactional_prefix, _PREFIXED, _WRITE),
             (_CLUSTER, "kafka-cluster", _LITERAL, _IDEMPOTENT_WRITE),
         ]
