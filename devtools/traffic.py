@@ -74,14 +74,17 @@ def agent_updated(
     available: bool = True,
     sites: dict[str, bool] | None = None,
     devices: list[dict[str, str]] | None = None,
+    display_name: str | None = None,
 ) -> bytes:
-    data = {
+    data: dict[str, Any] = {
         "agent_id": agent_id,
         "account_id": account_id,
         "live_chat_available": available,
         "sites": [{"site_id": site_id, "push_enabled": on} for site_id, on in (sites or {}).items()],
         "devices": devices or [],
     }
+    if display_name is not None:
+        data["display_name"] = display_name
     return cloud_event("livechat.agent.updated", data)
 
 
@@ -94,6 +97,7 @@ def site_updated(
     email: str = "hello@example.com",
     phone: str = "+1 555 0100",
     missed_message: str | None = None,
+    reminder_after_seconds: int | None = None,
 ) -> bytes:
     data: dict[str, Any] = {
         "site_id": site_id,
@@ -104,4 +108,12 @@ def site_updated(
     }
     if missed_message is not None:
         data["missed_message"] = missed_message
+    if reminder_after_seconds is not None:
+        data["reminder_after_seconds"] = reminder_after_seconds
     return cloud_event("livechat.site.updated", data)
+
+
+def push_test_requested(agent_id: str, device_id: str | None = None, command_id: str | None = None) -> bytes:
+    """A support console's or the app's "send test notification" (key: the agent id)."""
+    data = {"agent_id": agent_id} | ({"device_id": device_id} if device_id is not None else {})
+    return cloud_event("livechat.push.test_requested", data, command_id)

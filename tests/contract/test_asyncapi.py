@@ -34,6 +34,7 @@ from service.wire.inbound import DecodeLimits, decode_agent, decode_chat_event, 
 from service.wire.redaction import Redaction
 from service.wire.rejection import Reason, Rejection
 from service.wire.repair import Decoded
+from service.wire.snapshots import decode_agent_with_repairs
 from tests.contract.asyncapi import (
     data_schema,
     document,
@@ -206,6 +207,10 @@ def _traffic_events() -> list[bytes]:
         traffic.agent_updated("agent-2", "acct-1", available=False),
         traffic.site_updated("site-1", "acct-1", "Alpine Tours"),
         traffic.site_updated("site-2", "acct-1", "Glacier Walks", missed_message="Call {contact_phone}"),
+        traffic.agent_updated("agent-3", "acct-1", display_name="Anna Keller"),
+        traffic.site_updated("site-3", "acct-1", "Fjord Trips", reminder_after_seconds=30),
+        traffic.push_test_requested("agent-1"),
+        traffic.push_test_requested("agent-1", "d1"),
     ]
 
 
@@ -231,7 +236,7 @@ def _decode(message: str, payload: dict[str, Any]) -> object:
     key = str(key_value).encode() if isinstance(key_value, str) else None
     value = json.dumps(payload).encode()
     if message == "AgentUpdated":
-        return decode_agent(key, value, LIMITS)
+        return decode_agent_with_repairs(key, value, LIMITS)
     if message == "SiteUpdated":
         return decode_site(key, value, LIMITS)
     if message == "TestPushRequested":
