@@ -53,7 +53,15 @@ from service.domain.events import (
     TokenRejection,
 )
 from service.domain.reminders import remind, reminder_at_ms, reminder_due
-from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, timer_due_ms
+from service.domain.rounds import (
+    ChatState,
+    ClosedRound,
+    DeviceRef,
+    Outcome,
+    PendingRound,
+    RoundSupport,
+    timer_due_ms,
+)
 from service.domain.world import Policy, World
 
 __all__ = [
@@ -205,7 +213,7 @@ def _on_request(
         visitor_name=_kept_visitor_name(event, site, refs, in_time=in_time),
         claimed_at_ms=-1 if event.requested_at_ms == requested_at_ms else event.requested_at_ms,
         expired_on_arrival=not in_time,
-        reminder_at_ms=reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms),
+        support=RoundSupport.of(reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms), (), ()),
     )
     # One timer per round at a time: the reminder's when one is due, which then arms the deadline's.
     effects: list[Effect] = [PutState(round_), ScheduleTimer(event.chat_id, timer_due_ms(round_))]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-import msgspec
-
 from service.domain.alerts import address, eligible_refs
 from service.domain.effects import Effect, PutState, ScheduleTimer, SendPushes
 from service.domain.events import SiteSnapshot
@@ -53,7 +51,7 @@ def remind(state: PendingRound, now_ms: int, world: World) -> list[Effect]:
     timer (after a restore only the reminder's was armed: `rounds.timer_due_ms`), and push the
     devices that may show the alert and whose agent is still eligible — an agent who switched
     availability or the site's toggle off since must not be buzzed again."""
-    cleared = msgspec.structs.replace(state, reminder_at_ms=-1)
+    cleared = state.with_reminder_at(-1)
     effects: list[Effect] = [PutState(cleared), ScheduleTimer(state.chat_id, state.deadline_ms)]
     site = world.sites.get(state.site_id)
     if site is None:

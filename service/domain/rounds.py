@@ -28,6 +28,30 @@ class Outcome(StrEnum):
     MISSED = "missed"
 
 
+class RoundSupport(msgspec.Struct, frozen=True, gc=False):
+    """What a few rounds need beyond the rest (#12); see `PendingRound.support`."""
+
+    reminder_at_ms: int = -1
+    """When the round's one reminder is due (the site's `reminder_after_seconds` after the
+    request, before the deadline); -1: none, or already sent. Cleared in the same transaction
+    that sends it, so a restart can lose a reminder but never send a second one."""
+    rejected: tuple[DeviceRef, ...] = ()
+    """Devices whose token a provider declared dead for this round's alert."""
+    failed: tuple[DeviceRef, ...] = ()
+    """Devices whose alert failed for good (request bug, retries ran out, no sender). A target in
+    none of delivered / unsure / rejected / failed whose fan-out reported was still waiting for a
+    slot or a retry when its push expired."""
+
+    @classmethod
+    def of(
+        cls, reminder_at_ms: int, rejected: tuple[DeviceRef, ...], failed: tuple[DeviceRef, ...]
+    ) -> RoundSupport | None:
+        """None when every field is at its default (most rounds)."""
+        if reminder_at_ms == -1 and not rejected and not failed:
+            return None
+        return cls(reminder_at_ms, rejected, failed)
+
+
 class PendingRound(msgspec.Struct, frozen=True, gc=False):
     """A frozen msgspec Struct rather than a slotted frozen dataclass: a worker holds a million,
     and each is smaller and an order of magnitude faster to build (a frozen dataclass sets every
@@ -62,16 +86,28 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
     small ints are shared)."""
     expired_on_arrival: bool = False
     """The request was read after its deadline (a replay or a backlog): nobody was pushed."""
-    reminder_at_ms: int = -1
-    """When the round's one reminder is due (the site's `reminder_after_seconds` after the
-    request, before the deadline); -1: none, or already sent. Cleared in the same transaction
-    that sends it, so a restart can lose a reminder but never send a second one."""
-    rejected: tuple[DeviceRef, ...] = ()
-    """Devices whose token a provider declared dead for this round's alert."""
-    failed: tuple[DeviceRef, ...] = ()
-    """Devices whose alert failed for good (request bug, retries ran out, no sender). A target in
-    none of delivered / unsure / rejected / failed whose fan-out reported was still waiting for a
-    slot or a retry when its push expired."""
+    support: RoundSupport | None = None
+    """The reminder and the failed deliveries (#12), None while all are at their defaults: one
+    field rather than three, so a round that has none costs 8 bytes more, not 24 (read them
+    through the properties below)."""
+
+    @property
+    def reminder_at_ms(self) -> int:
+        """When the round's one reminder is due; -1: none, or already sent."""
+        return -1 if self.support is None else self.support.reminder_at_ms
+
+    @property
+    def rejected(self) -> tuple[DeviceRef, ...]:
+        return () if self.support is None else self.support.rejected
+
+    @property
+    def failed(self) -> tuple[DeviceRef, ...]:
+        return () if self.support is None else self.support.failed
+
+    def with_reminder_at(self, reminder_at_ms: int) -> PendingRound:
+        """The round with its reminder due at `reminder_at_ms` (-1: cleared, once it is sent)."""
+        support = RoundSupport.of(reminder_at_ms, self.rejected, self.failed)
+        return msgspec.structs.replace(self, support=support)
 
     @property
     def request_claim_ms(self) -> int:
@@ -128,10 +164,16 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
             delivered=self.targets if merged == self.targets else merged,
             awaiting=awaiting,
             unsure=_merged(self.unsure, unsure),
-            rejected=_merged(self.rejected, rejected),
-            failed=_merged(self.failed, failed),
+            support=self._support_with(_merged(self.rejected, rejected), _merged(self.failed, failed)),
             visitor_name=self.visitor_name if awaiting else None,
         )
+
+    def _support_with(
+        self, rejected: tuple[DeviceRef, ...], failed: tuple[DeviceRef, ...]
+    ) -> RoundSupport | None:
+        if rejected is self.rejected and failed is self.failed:
+            return self.support  # nothing new: no copy
+        return RoundSupport.of(self.reminder_at_ms, rejected, failed)
 
     def with_delivered(self, delivered: tuple[DeviceRef, ...]) -> PendingRound:
         """The round once its only fan-out (over all targets) finished."""

@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol, assert_never
 
 import msgspec
 
-from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound
+from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, RoundSupport
 
 
 class _Pending(msgspec.Struct, array_like=True, tag="p"):
@@ -235,9 +235,7 @@ class StateReplay:
                     decoded.awaiting,
                     decoded.claimed_at_ms,
                     decoded.expired_on_arrival,
-                    decoded.reminder_at_ms,
-                    decoded.rejected,
-                    decoded.failed,
+                    RoundSupport.of(decoded.reminder_at_ms, decoded.rejected, decoded.failed),
                 )
             except msgspec.DecodeError as error:
                 self.unreadable += 1

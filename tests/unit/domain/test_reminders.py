@@ -3,8 +3,6 @@ and that a round never reminds twice (stale timers, replays, a restore after the
 
 from __future__ import annotations
 
-import msgspec
-
 from service.domain.decide import on_chat_event, on_fan_out_finished, on_timer
 from service.domain.effects import Effect, EmitMissed, PutState, ScheduleTimer, SendPushes
 from service.domain.push import LocalizedText, PushKind
@@ -90,7 +88,7 @@ def test_the_reminder_goes_once_to_the_devices_that_may_show_the_alert() -> None
     (send,) = reminders(effects)
     assert [p.device.device_id for p in send.pushes] == ["got-it", "late", "unsure"]
     assert not send.report_delivery
-    assert written(effects) == msgspec.structs.replace(put.state, reminder_at_ms=-1)
+    assert written(effects) == put.state.with_reminder_at(-1)
     assert only(effects, ScheduleTimer) == [ScheduleTimer("chat-1", DEADLINE)]
     for addressed in send.pushes:
         push = addressed.push
