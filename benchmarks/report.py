@@ -191,11 +191,17 @@ def _timer_rows(results: dict[str, Any]) -> list[Row]:
     if not isinstance(ours, dict) or not isinstance(aps, dict):
         return []
     pending = f"{ours['pending']:,}"
+    size: dict[str, Any] = _get(results, "timers", "size") or {}
 
     def lateness(side: dict[str, Any]) -> str:
         p99, worst = _num(side.get("lateness_p99_ms")), _num(side.get("lateness_max_ms"))
         figures = f"p99 {p99:.1f} ms, max {worst:.1f} ms" if p99 is not None and worst is not None else "-"
         return f"{figures} ({side['fired']}/{side['fired_expected']} fired)"
+
+    def burst(side: dict[str, Any]) -> str:
+        p99, worst = _num(side.get("burst_lateness_p99_ms")), _num(side.get("burst_lateness_max_ms"))
+        figures = f"p99 {p99:,.0f} ms, max {worst:,.0f} ms" if p99 is not None and worst is not None else "-"
+        return f"{figures} ({side['burst_fired']:,} fired)"
 
     def memory(side: dict[str, Any]) -> str:
         return f"{side['rss_bytes_per_round']:,.0f} B RSS, {side['traced_bytes_per_round']:,.0f} B traced"
@@ -218,12 +224,20 @@ def _timer_rows(results: dict[str, Any]) -> list[Row]:
             met=None,
         ),
         _row(
-            f"per-chat timers: firing lateness at {pending} pending, {ours['probe_rate']}/s",
+            f"per-chat timers: firing lateness at {pending} pending, {size.get('probe_rate', 0)}/s",
             f"worker {lateness(ours)}",
             f"APScheduler {lateness(aps)}",
             None,
             "reported; every due round fires",
             met=ours["fired"] == ours["fired_expected"],
+        ),
+        _row(
+            f"per-chat timers: a burst of {size.get('burst', 0):,} due at once, {pending} pending",
+            f"worker {burst(ours)}",
+            f"APScheduler {burst(aps)}",
+            None,
+            "reported; every due round fires",
+            met=ours["burst_fired"] == size.get("burst"),
         ),
     ]
 

@@ -2,9 +2,9 @@
 worker's own mechanism, each in a process of its own, measured the same way in the same run.
 
 `benchmarks.deadline_timers` measures the two structures' raw costs inside one process. This
-module runs each design as a consumer would use it, in a fresh interpreter
-(`python -m benchmarks.timer_peers --contender NAME ...`, one JSON line on stdout), so RSS is the
-design's alone:
+module runs each design as a consumer would use it, in a fresh interpreter (`python -m
+benchmarks.timer_peers --contender NAME --scale smoke|full`, one JSON line on stdout), so RSS is
+the design's alone:
 
 * `apscheduler`: what a team would write first with the package the design card names
   (APScheduler 3.11, pinned in pyproject): one `AsyncIOScheduler`, its default memory job store,
@@ -21,8 +21,10 @@ in between (as a consumer handles one poll's records), for adds/s; RSS (and, in 
 process with `--tracemalloc`, traced bytes) after a `gc.collect()`, per pending round. (2) With
 those held, a steady load of `probe_rate` requests/s for `probe_seconds`, each due `tta_ms`
 later; 9 in 10 are closed (joined) halfway, the 10th fires: lateness = when it fired minus its
-deadline. Kafka is left out on both sides (the worker's Kafka-inclusive lateness is the
-`deadlines` section); what differs is only the timer mechanism.
+deadline. (3) A burst of `burst` rounds all due at one instant: lateness of each, and how many
+fired at all (APScheduler drops a job that starts over `misfire_grace_time`, 1 s, late). Kafka is
+left out on both sides (the worker's Kafka-inclusive lateness is the `deadlines` section): what
+differs is only the timer mechanism.
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ class TimerSize:
     traced_pending: int
     """Rounds for the tracemalloc process: tracemalloc slows APScheduler's adds ~10x, and bytes
     per round hardly depend on how many are held."""
+    burst: int
+    """Rounds due at one instant, added after the steady load."""
 
 
 SIZES = {
-    "smoke": TimerSize(5_000, 200, 2.0, 500, 5_000),
-    "full": TimerSize(100_000, 500, 20.0, 2_000, 20_000),
+    "smoke": TimerSize(5_000, 200, 2.0, 500, 5_000, 1_000),
+    "full": TimerSize(100_000, 500, 20.0, 2_000, 20_000, 10_000),
 }
 FAR_MS = 86_400_000
 TARGETS = (DeviceRef("agent-0001", "device-0001"),)
@@ -202,9 +206,28 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(
-    name: str, pending: int, rate: int, seconds: float, tta_ms: int, *, traced: bool
-) -> dict[str, Any]:
+async def _burst(design: Design, size: int, adds_per_s: float) -> None:
+    """`size` rounds all due at one instant (a peak's deadlines coming due together), added one
+    batch at a time early enough for the last add to land well before that instant; waits until
+    3 s past it."""
+    due = now_ms() + int((1.0 + 2 * size / adds_per_s) * 1e3)
+    for first in range(0, size, BATCH):
+        for i in range(first, min(first + BATCH, size)):
+            design.add(f"burst-{i:08d}", due)
+        await asyncio.sleep(0)
+    await asyncio.sleep(max(0.0, due / 1e3 - time.time()) + 3.0)
+
+
+def _lateness(prefix: str, late: list[float]) -> dict[str, float | None]:
+    return {
+        f"{prefix}p50_ms": _round(statistics.median(late) if late else None),
+        f"{prefix}p99_ms": _round(_percentile(late, 0.99)),
+        f"{prefix}max_ms": _round(max(late, default=None)),
+    }
+
+
+async def measure(name: str, size: TimerSize, *, traced: bool) -> dict[str, Any]:
+    pending = size.traced_pending if traced else size.pending
     design = _design(name)
     design.start()
     await asyncio.sleep(0.1)
@@ -227,34 +250,26 @@ async def measure(
         tracemalloc.stop()
         await design.stop()
         return result
-    expected = await _probe(design, rate, seconds, tta_ms)
+    expected = await _probe(design, size.probe_rate, size.probe_seconds, size.tta_ms)
+    late, design.lateness_ms = design.lateness_ms, []
+    await _burst(design, size.burst, pending / fill_s)
     await design.stop()
-    late = design.lateness_ms
-    result |= {
-        "probe_rate": rate,
-        "probe_seconds": seconds,
-        "tta_ms": tta_ms,
+    return result | {
         "fired_expected": expected,
         "fired": len(late),
-        "lateness_p50_ms": _round(statistics.median(late) if late else None),
-        "lateness_p99_ms": _round(_percentile(late, 0.99)),
-        "lateness_max_ms": _round(max(late, default=None)),
+        **_lateness("lateness_", late),
+        "burst_fired": len(design.lateness_ms),
+        **_lateness("burst_lateness_", design.lateness_ms),
     }
-    return result
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-async def _contender(
-    name: str, pending: int, rate: int, seconds: float, tta_ms: int, *, traced: bool
-) -> dict[str, Any]:
+async def _contender(name: str, scale: str, *, traced: bool) -> dict[str, Any]:
     """One contender in a process of its own; its JSON line."""
-    args = [
-        sys.executable, "-m", "benchmarks.timer_peers", "--contender", name, "--pending", str(pending),
-        "--probe-rate", str(rate), "--probe-seconds", str(seconds), "--tta-ms", str(tta_ms),
-    ]  # fmt: skip
+    args = [sys.executable, "-m", "benchmarks.timer_peers", "--contender", name, "--scale", scale]
     if traced:
         args.append("--tracemalloc")
     process = await asyncio.create_subprocess_exec(
@@ -270,15 +285,10 @@ async def _contender(
 async def run(scale: str) -> dict[str, Any]:
     """Both designs, one after the other (never side by side on the shared cores): each once for
     adds/s, RSS and lateness, once more under tracemalloc for its traced bytes per round."""
-    size = SIZES[scale]
-    results: dict[str, Any] = {"size": asdict(size)}
+    results: dict[str, Any] = {"size": asdict(SIZES[scale])}
     for name in CONTENDERS:
-        timed = await _contender(
-            name, size.pending, size.probe_rate, size.probe_seconds, size.tta_ms, traced=False
-        )
-        traced = await _contender(
-            name, size.traced_pending, size.probe_rate, size.probe_seconds, size.tta_ms, traced=True
-        )
+        timed = await _contender(name, scale, traced=False)
+        traced = await _contender(name, scale, traced=True)
         results[name] = timed | {"traced_bytes_per_round": traced["traced_bytes_per_round"]}
     aps, ours = results["apscheduler"], results["worker"]
     results["ratio_adds_worker_over_apscheduler"] = _ratio(ours["adds_per_s"], aps["adds_per_s"])
@@ -297,23 +307,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> N
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--contender", choices=CONTENDERS, required=True)
-    parser.add_argument("--pending", type=int, default=100_000)
-    parser.add_argument("--probe-rate", type=int, default=500)
-    parser.add_argument("--probe-seconds", type=float, default=20.0)
-    parser.add_argument("--tta-ms", type=int, default=2_000)
+    parser.add_argument("--scale", choices=sorted(SIZES), default="full")
     parser.add_argument("--tracemalloc", action="store_true", help="only traced bytes per round")
     args = parser.parse_args(argv)
-    result = asyncio.run(
-        measure(
-            args.contender,
-            args.pending,
-            args.probe_rate,
-            args.probe_seconds,
-            args.tta_ms,
-            traced=args.tracemalloc,
-        )
-    )
-    out(json.dumps(result))
+    out(json.dumps(asyncio.run(measure(args.contender, SIZES[args.scale], traced=args.tracemalloc))))
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         assert results["timers"][design]["adds_per_s"] > 0, design
         assert results["timers"][design]["traced_bytes_per_round"] > 0, design
     assert results["timers"]["worker"]["fired"] == results["timers"]["worker"]["fired_expected"] > 0
+    assert results["timers"]["worker"]["burst_fired"] == results["timers"]["size"]["burst"]
     figures = [row["figure"] for row in results["summary"]]
-    assert len(figures) == 10 + 6  # issue #6's figures; #13: 3 timer rows, 3 FCM-over-TLS rows
+    assert len(figures) == 10 + 7  # issue #6's figures; #13: 4 timer rows, 3 FCM-over-TLS rows
     assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
