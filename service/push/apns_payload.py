@@ -15,7 +15,6 @@ import msgspec
 from aioapns import PushType
 
 from service.domain.push import ApnsEnvironment, OutcomeKind, Provider, Push, PushKind, PushOutcome
-from service.push.closing_texts import closing_texts_of
 from service.push.limits import AlertTexts, collapse_id_for, ensure_fits
 
 APPLE_PRODUCTION_URL: Final = "https://api.push.apple.com:443"
@@ -110,6 +109,13 @@ def _alert_dictionary(push: Push, texts: AlertTexts) -> dict[str, str | list[str
     return alert
 
 
+def _shown_texts(push: Push) -> AlertTexts:
+    """The texts of a push the phone shows; ValueError if it has neither title nor body."""
+    if push.title is None and push.body is None:
+        raise ValueError(f"a visible {push.kind.value} push needs a title or a body")
+    return AlertTexts.of(push)
+
+
 def _fitted_payload(
     push: Push, texts: AlertTexts, payload_with: Callable[[dict[str, str | list[str]]], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -120,15 +126,13 @@ def _fitted_payload(
 
 def _alert(push: Push, style: ApnsStyle, collapse_id: str, expiration_s: int) -> ApnsNotification:
     """An immediate alert with the push's texts, cut to fit Apple's payload limit."""
-    if push.title is None and push.body is None:
-        raise ValueError("an alert needs a title or a body")
     sound = {"sound": style.sound} if style.sound else {}
 
     def payload_with(alert: dict[str, str | list[str]]) -> dict[str, Any]:
         aps = {"alert": alert, **sound, "interruption-level": style.interruption_level}
         return {"aps": _grouped(push, aps), **push.data}
 
-    payload = _fitted_payload(push, AlertTexts.of(push), payload_with)
+    payload = _fitted_payload(push, _shown_texts(push), payload_with)
     return ApnsNotification(payload, PushType.ALERT, PRIORITY_IMMEDIATE, collapse_id, expiration_s)
 
 
@@ -140,10 +144,9 @@ def _closing_update(push: Push, style: ApnsStyle, collapse_id: str, expiration_s
     `content-available` stays so that a running app can also remove it. Priority 5: a passive
     alert presents nothing, so it needs no immediate delivery; power-saving delivery still reaches
     the phone by the time someone looks at it (Apple: priority 10 is for alerts that must show at
-    once). Its texts are the core's (title, body, loc keys: "Taken by Anna"), or a fixed text per
-    outcome for a push without any (`closing_texts.py`). `background`: a silent push, which iOS
-    throttles (a few per hour, none to a force-quit app). Both carry the push's data (`outcome`,
-    `request_id`, `agent_id`, ...).
+    once). Its texts are the core's (title, body, loc keys: "Taken by Anna"). `background`: a
+    silent push, which iOS throttles (a few per hour, none to a force-quit app). Both carry the
+    push's data (`outcome`, `request_id`, `agent_id`, ...).
     """
     payload: dict[str, Any]
     push_type: PushType
@@ -154,7 +157,7 @@ def _closing_update(push: Push, style: ApnsStyle, collapse_id: str, expiration_s
                 aps = {"alert": alert, "interruption-level": "passive", "content-available": 1}
                 return {"aps": _grouped(push, aps), **push.data}
 
-            payload = _fitted_payload(push, closing_texts_of(push), payload_with)
+            payload = _fitted_payload(push, _shown_texts(push), payload_with)
             push_type = PushType.ALERT
         case "background":
             payload, push_type = {"aps": {"content-available": 1}, **push.data}, PushType.BACKGROUND

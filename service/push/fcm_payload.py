@@ -18,7 +18,6 @@ from firebase_admin import messaging
 
 from service.domain.push import OutcomeKind, Provider, Push, PushKind, PushOutcome
 from service.push import firebase_encoder
-from service.push.closing_texts import closing_texts_of
 from service.push.limits import AlertTexts, collapse_id_for, ensure_fits
 
 MAX_TTL_S: Final = 2_419_200
@@ -76,19 +75,16 @@ def build_message(push: Push, now_ms: int, style: FcmStyle | None = None) -> mes
     }
     match push.kind:
         case PushKind.HANDOFF_REQUESTED | PushKind.HANDOFF_REMINDER | PushKind.TEST_ALERT:
-            if push.title is None and push.body is None:
-                raise ValueError("an alert needs a title or a body")
             # The tag makes a later notification for the same chat replace this one on the phone;
             # PRIORITY_MAX is what heads-up needs before Android 8 (after: the channel's importance).
-            _show(fields, android, push, AlertTexts.of(push), collapse_id, style.channel_id, "max")
+            _show(fields, android, push, collapse_id, style.channel_id, "max")
         case PushKind.HANDOFF_CLOSED:
             match style.closing_update:
                 case "notification":
                     # Replaces the alert (same tag) in the quiet channel, shown by Android itself,
                     # so it lands with the app not running too. PRIORITY_LOW: no sound or pop-up
                     # before Android 8 either.
-                    texts = closing_texts_of(push)
-                    _show(fields, android, push, texts, collapse_id, style.closing_channel_id, "low")
+                    _show(fields, android, push, collapse_id, style.closing_channel_id, "low")
                 case "data":
                     # Data-only: the app's service removes the alert (unless the app was
                     # force-stopped); Android deprioritises high-priority data messages that
@@ -124,18 +120,21 @@ def _show(
     fields: dict[str, Any],
     android: dict[str, Any],
     push: Push,
-    texts: AlertTexts,
     tag: str,
     channel_id: str,
     priority: str,
 ) -> None:
-    """Add a notification showing `texts` to the message's `fields` and `android` config: the
-    rendered title and body (the fallback) and the core's loc keys and args, in `channel_id`.
+    """Add a notification showing the push's texts to the message's `fields` and `android`
+    config: the rendered title and body (the fallback) and the core's loc keys and args, in
+    `channel_id`; ValueError if the push has neither title nor body.
 
     `visibility` private when the push has lock-screen texts: on a secure lock screen Android
     then shows the app's name and "Contents hidden" (or the public version the app builds from
     `public_title` / `public_body` when it renders the notification itself).
     """
+    if push.title is None and push.body is None:
+        raise ValueError(f"a visible {push.kind.value} push needs a title or a body")
+    texts = AlertTexts.of(push)
     fields["notification"] = messaging.Notification(title=texts.title, body=texts.body)
     loc: dict[str, Any] = {}
     if push.title_loc is not None:

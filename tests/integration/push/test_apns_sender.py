@@ -140,7 +140,9 @@ async def test_handoff_closed_arrives_as_a_passive_alert_stating_the_outcome(
     sender: ApnsSender, production: ApnsFake
 ) -> None:
     data = {"chat_id": "chat-42", "site_id": "site-1", "outcome": "missed"}
-    push = apns_push(PushKind.HANDOFF_CLOSED, token="a2", title=None, body=None, data=data)
+    push = apns_push(
+        PushKind.HANDOFF_CLOSED, token="a2", title=None, body="Missed: nobody answered in time", data=data
+    )
 
     outcome = await sender.send(push)
 

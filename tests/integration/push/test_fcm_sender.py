@@ -120,7 +120,8 @@ async def test_handoff_closed_arrives_as_a_replacing_notification_in_the_updates
     sender: FcmSender, fcm_fake: FcmFake
 ) -> None:
     data = {"chat_id": "chat-42", "outcome": "accepted"}
-    outcome = await sender.send(fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None, data=data))
+    push = fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body="Taken by an agent", data=data)
+    outcome = await sender.send(push)
 
     assert outcome.kind is OutcomeKind.DELIVERED
     [received] = fcm_fake.messages.items
@@ -257,7 +258,9 @@ async def test_a_long_chat_id_is_sent_with_its_derived_collapse_key_and_tag(
 async def test_a_data_message_too_big_for_fcm_is_a_request_bug_without_a_request(
     sender: FcmSender, fcm_fake: FcmFake
 ) -> None:
-    push = fcm_push(kind=PushKind.HANDOFF_CLOSED, title=None, body=None, data={"blob": "x" * 4100})
+    push = fcm_push(
+        kind=PushKind.HANDOFF_CLOSED, title=None, body="The visitor left", data={"blob": "x" * 4100}
+    )
 
     assert await sender.send(push) == PushOutcome(OutcomeKind.REQUEST_BUG, "payload_too_large")
     assert fcm_fake.arrivals.items == []

@@ -79,7 +79,7 @@ CLOSED_DATA = {"chat_id": "chat-42", "site_id": "site-1", "request_id": "req-1",
 def test_handoff_closed_is_by_default_a_passive_alert_stating_the_outcome_under_the_same_collapse_id() -> (
     None
 ):
-    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body="Taken by an agent", data=CLOSED_DATA)
 
     assert build_notification(push) == ApnsNotification(
         payload={
@@ -98,21 +98,12 @@ def test_handoff_closed_is_by_default_a_passive_alert_stating_the_outcome_under_
     )
 
 
-@pytest.mark.parametrize(
-    ("outcome", "text"),
-    [
-        ("accepted", "Taken by an agent"),
-        ("ended", "The visitor left"),
-        ("missed", "Missed: nobody answered in time"),
-        ("unknown-to-this-worker", "Chat request closed"),
-    ],
-)
-def test_the_closing_alert_states_each_outcome(outcome: str, text: str) -> None:
-    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data={**CLOSED_DATA, "outcome": outcome})
-    aps = build_notification(push).payload["aps"]
+def test_a_closing_alert_needs_the_cores_texts_a_background_update_does_not() -> None:
+    push = apns_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
 
-    assert aps["alert"] == {"body": text}
-    assert "sound" not in aps
+    with pytest.raises(ValueError, match="title or a body"):
+        build_notification(push)
+    assert build_notification(push, ApnsStyle(closing_update="background")).push_type is PushType.BACKGROUND
 
 
 def test_handoff_closed_as_background_is_a_silent_push_with_the_same_collapse_id_and_expiration() -> None:
@@ -153,9 +144,7 @@ HUGE_BODY = "😀" * 1000 + " is waiting for an agent. Tap to open Active chats.
 
 def test_a_long_chat_id_gets_the_derived_collapse_id_on_the_alert_and_its_closing_update() -> None:
     alert = build_notification(apns_push(collapse_id=LONG_CHAT_ID))
-    closing = build_notification(
-        apns_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None, body=None)
-    )
+    closing = build_notification(apns_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None))
 
     assert alert.collapse_id == closing.collapse_id == collapse_id_for(LONG_CHAT_ID)
     assert len(alert.collapse_id.encode()) <= MAX_COLLAPSE_ID_BYTES

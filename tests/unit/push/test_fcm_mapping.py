@@ -89,7 +89,7 @@ CLOSED_DATA = {"chat_id": "chat-42", "site_id": "site-1", "request_id": "req-1",
 
 def test_handoff_closed_is_by_default_a_replacing_notification_in_the_quiet_channel() -> None:
     message = build_message(
-        fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA), NOW_MS
+        fcm_push(PushKind.HANDOFF_CLOSED, title=None, body="The visitor left", data=CLOSED_DATA), NOW_MS
     )
 
     assert encoded(message) == {
@@ -110,7 +110,7 @@ def test_handoff_closed_is_by_default_a_replacing_notification_in_the_quiet_chan
 
 
 def test_the_closing_channel_comes_from_the_style() -> None:
-    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, data=CLOSED_DATA)
     message = build_message(push, NOW_MS, FcmStyle(closing_channel_id="quiet"))
 
     assert encoded(message)["android"]["notification"]["channel_id"] == "quiet"
@@ -251,7 +251,7 @@ HUGE_BODY = "😀" * 1000 + " is waiting for an agent. Tap to open Active chats.
 
 def test_a_long_chat_id_gets_the_same_derived_id_as_collapse_key_and_tag_as_on_apns() -> None:
     alert = encoded(build_message(fcm_push(collapse_id=LONG_CHAT_ID), NOW_MS))
-    closing_push = fcm_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None, body=None)
+    closing_push = fcm_push(PushKind.HANDOFF_CLOSED, collapse_id=LONG_CHAT_ID, title=None)
     closing = encoded(build_message(closing_push, NOW_MS))
 
     derived = collapse_id_for(LONG_CHAT_ID)
@@ -284,7 +284,13 @@ def test_a_message_that_fits_is_posted_as_firebase_admin_encodes_it() -> None:
 def test_a_data_message_too_big_for_fcm_is_refused_before_sending() -> None:
     push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data={"blob": "x" * MAX_PAYLOAD_BYTES})
     with pytest.raises(PayloadTooLargeError):
-        body_bytes(build_message(push, NOW_MS))
+        body_bytes(build_message(push, NOW_MS, FcmStyle(closing_update="data")))
+
+
+def test_a_closing_notification_needs_the_cores_texts() -> None:
+    push = fcm_push(PushKind.HANDOFF_CLOSED, title=None, body=None, data=CLOSED_DATA)
+    with pytest.raises(ValueError, match="title or a body"):
+        build_message(push, NOW_MS)
 
 
 def test_a_message_to_a_registration_token_is_built_without_the_fid_deprecation_warning() -> None:
