@@ -1,4 +1,4 @@
-"""Command line: `livechat-notifier run | topics ensure | check-config | explain agent`.
+"""Command line: `livechat-notifier run | topics ensure | check-config | explain agent | test-push`.
 
 Also `python -m service`.
 """
@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("agent_id", metavar="AGENT_ID")
     agent.add_argument("--site", dest="site_id", metavar="SITE_ID", help="only this site (of any account)")
     agent.add_argument("--json", action="store_true", help="a JSON document instead of the table")
+    test_push = commands.add_parser(
+        "test-push", help="push a test alert to an agent's phones, print the outcome"
+    )
+    test_push.add_argument("agent_id", metavar="AGENT_ID")
+    test_push.add_argument("--device", dest="device_id", metavar="DEVICE_ID", help="only this device")
+    test_push.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the worker's answer (default 60)"
+    )
+    test_push.add_argument("--json", action="store_true", help="the answer's data as JSON instead of a table")
     return parser
 
 
@@ -78,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "explain":
             return asyncio.run(_explain_agent(settings, args.agent_id, args.site_id, as_json=args.json))
+        if args.command == "test-push":
+            return asyncio.run(
+                _test_push(settings, args.agent_id, args.device_id, args.timeout, as_json=args.json)
+            )
         from service.kafka.connection import check_kafka_credentials  # noqa: PLC0415
         from service.push.senders import check_credentials  # noqa: PLC0415
 
@@ -135,6 +148,29 @@ async def _explain_agent(settings: Settings, agent_id: str, site_id: str | None,
             file=sys.stderr,
         )
     return 0 if explanation.agent_known else 1
+
+
+async def _test_push(
+    settings: Settings, agent_id: str, device_id: str | None, timeout_s: float, *, as_json: bool
+) -> int:
+    """`test-push`: exit 0 when every tested device got it (delivered), 1 when the worker answered
+    otherwise (a device not delivered, or none tested), 3 when no answer came in time."""
+    from service.kafka.connection import check_connection  # noqa: PLC0415
+    from service.kafka.test_push_request import request_test_push  # noqa: PLC0415
+    from service.wire.commands import TestOutcome, render_test_result  # noqa: PLC0415
+
+    await check_connection(settings)
+    request_id, devices = await request_test_push(settings, agent_id, device_id, timeout_s)
+    if devices is None:
+        print(  # noqa: T201 -- the CLI's error channel
+            f"livechat-notifier: no answer to test {request_id} within {timeout_s:g} s: is a worker running, "
+            f"and reading {settings.topic_commands!r} (consumer group {settings.group_id}-commands)?",
+            file=sys.stderr,
+        )
+        return 3
+    print(render_test_result(agent_id, request_id, devices, as_json=as_json))  # noqa: T201 -- the output
+    delivered = bool(devices) and all(device.outcome is TestOutcome.DELIVERED for device in devices)
+    return 0 if delivered else 1
 
 
 if __name__ == "__main__":

@@ -85,6 +85,53 @@ def decode_command(
         return rejected.rejection
 
 
+def encode_test_request(command: TestPushRequested, source: str, sent_at_ms: int) -> bytes:
+    """The `livechat.push.test_requested` for `command` (what `livechat-notifier test-push` sends)."""
+    data: dict[str, object] = {"agent_id": command.agent_id}
+    if command.device_id is not None:
+        data["device_id"] = command.device_id
+    return cloud_event(command.request_id, TEST_REQUESTED, source, sent_at_ms, data)
+
+
+class _ResultDevice(msgspec.Struct, frozen=True):
+    device_id: str
+    provider: Provider
+    outcome: TestOutcome
+    reason: str | None = None
+
+
+class _ResultData(msgspec.Struct, frozen=True):
+    agent_id: str
+    request_id: str
+    devices: list[_ResultDevice]
+
+
+class _Result(msgspec.Struct, frozen=True):
+    type: str
+    data: msgspec.Raw
+
+
+_RESULT = msgspec.json.Decoder(_Result)
+_RESULT_DATA = msgspec.json.Decoder(_ResultData)
+
+
+def decode_test_result(value: bytes | None, request_id: str) -> list[DeviceTestResult] | None:
+    """The devices of the `livechat.push.test_result` answering `request_id`; None when `value` is
+    anything else (another answer, another event type of the push-feedback topic, not JSON)."""
+    if value is None:
+        return None
+    try:
+        event = _RESULT.decode(value)
+        if event.type != TEST_RESULT:
+            return None
+        data = _RESULT_DATA.decode(event.data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if data.request_id != request_id:
+        return None
+    return [DeviceTestResult(d.device_id, d.provider, d.outcome, d.reason) for d in data.devices]
+
+
 def encode_test_result(
     command: TestPushRequested, devices: list[DeviceTestResult], source: str, answered_at_ms: int
 ) -> bytes:
@@ -111,3 +158,25 @@ def _device(result: DeviceTestResult) -> dict[str, str]:
         "outcome": result.outcome.value,
     }
     return fields | {"reason": result.reason} if result.reason else fields
+
+
+def render_test_result(
+    agent_id: str, request_id: str, devices: list[DeviceTestResult], *, as_json: bool
+) -> str:
+    """What `livechat-notifier test-push` prints: the answer's data as JSON, or a table."""
+    if as_json:
+        data = {"agent_id": agent_id, "request_id": request_id, "devices": [_device(d) for d in devices]}
+        return msgspec.json.encode(data).decode()
+    if not devices:
+        return (
+            f"agent {agent_id}: no device tested (agent unknown, no device, or no such device); "
+            "see `livechat-notifier explain agent`"
+        )
+    rows = [("DEVICE", "PROVIDER", "OUTCOME", "REASON")]
+    rows += [(d.device_id, d.provider.value, d.outcome.value, d.reason or "-") for d in devices]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]])
+        for row in rows
+    ]
+    return f"agent {agent_id}, test {request_id}:\n" + "\n".join(line.rstrip() for line in lines)

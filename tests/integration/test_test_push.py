@@ -20,7 +20,7 @@ from service.push.senders import build_senders
 from service.wire.commands import TEST_REQUESTED, TEST_RESULT
 from service.wire.outbound import TOKEN_REJECTED
 from tests.integration.conftest import MakeStack
-from tests.integration.kafka_helpers import eventually
+from tests.integration.kafka_helpers import eventually, run_cli
 from tests.integration.stack import Stack
 
 pytestmark = [pytest.mark.kafka]
@@ -208,3 +208,34 @@ async def test_two_workers_answer_each_command_once(make_stack: MakeStack) -> No
     finally:
         second.request_stop()
         assert await second_run == 0
+
+
+async def test_support_sends_a_test_push_from_the_command_line(stack: Stack) -> None:
+    stack.fakes.apns.set_fault(APNS_TOKEN, ApnsFault(status=410, reason="Unregistered"))
+    await stack.agent("agent-1", devices=[IPHONE, ANDROID])
+    await stack.start_worker()
+
+    table = await asyncio.to_thread(run_cli, stack.settings, "test-push", "agent-1")
+    only_android = await asyncio.to_thread(
+        run_cli, stack.settings, "test-push", "agent-1", "--device", "android", "--json"
+    )
+    unknown = await asyncio.to_thread(run_cli, stack.settings, "test-push", "agent-404")
+
+    assert table.returncode == 1, table.stderr  # one phone did not get it
+    rows = [line.split() for line in table.stdout.splitlines()[2:]]
+    assert rows == [
+        ["iphone", "apns", "token_rejected", "Unregistered"],
+        ["android", "fcm", "delivered", "-"],
+    ]
+    assert only_android.returncode == 0, only_android.stderr
+    answer = json.loads(only_android.stdout)
+    assert answer["devices"] == [{"device_id": "android", "provider": "fcm", "outcome": "delivered"}]
+    assert answer["request_id"] in {result["request_id"] for result in results(stack)}
+    assert unknown.returncode == 1
+    assert "no device tested" in unknown.stdout
+
+
+async def test_the_command_line_says_so_when_no_worker_answers(stack: Stack) -> None:
+    done = await asyncio.to_thread(run_cli, stack.settings, "test-push", "agent-1", "--timeout", "2")
+    assert done.returncode == 3
+    assert "no answer" in done.stderr

@@ -15,7 +15,10 @@ from service.wire.commands import (
     TestOutcome,
     TestPushRequested,
     decode_command,
+    decode_test_result,
+    encode_test_request,
     encode_test_result,
+    render_test_result,
 )
 from service.wire.envelope import DecodeLimits
 from service.wire.rejection import Reason, Rejection
@@ -112,3 +115,38 @@ def test_the_same_command_answered_twice_has_the_same_id() -> None:
     again = json.loads(encode_test_result(request, [], "urn:x", T0 + 5_000))
     assert first["id"] == again["id"]
     assert first["data"]["devices"] == []
+
+
+def test_the_cli_command_decodes_as_the_worker_reads_it() -> None:
+    for sent in (TestPushRequested("cmd-3", "agent-1"), TestPushRequested("cmd-4", "agent-1", "d2")):
+        assert decode_command(b"agent-1", encode_test_request(sent, "urn:cli", T0), LIMITS) == sent
+
+
+def test_the_cli_finds_its_answer_and_nothing_else() -> None:
+    devices = [DeviceTestResult("ios", Provider.APNS, TestOutcome.FAILED, "BadTopic")]
+    mine = encode_test_result(TestPushRequested("cmd-7", "agent-1"), devices, "urn:x", T0)
+    other = encode_test_result(TestPushRequested("cmd-8", "agent-1"), [], "urn:x", T0)
+    assert decode_test_result(mine, "cmd-7") == devices
+    assert decode_test_result(other, "cmd-7") is None
+    rejected = {"type": "livechat.push.token_rejected", "data": {"request_id": "cmd-7"}}
+    for value in (json.dumps(rejected).encode(), b"{not json", None):
+        assert decode_test_result(value, "cmd-7") is None
+
+
+def test_the_cli_prints_a_table_or_the_answer_as_json() -> None:
+    devices = [
+        DeviceTestResult("iphone-15", Provider.APNS, TestOutcome.DELIVERED),
+        DeviceTestResult("pixel", Provider.FCM, TestOutcome.TOKEN_REJECTED, "UNREGISTERED"),
+    ]
+    table = render_test_result("agent-1", "cmd-7", devices, as_json=False).splitlines()
+    assert table[1].split() == ["DEVICE", "PROVIDER", "OUTCOME", "REASON"]
+    assert table[2].split() == ["iphone-15", "apns", "delivered", "-"]
+    assert table[3].split() == ["pixel", "fcm", "token_rejected", "UNREGISTERED"]
+    as_json = json.loads(render_test_result("agent-1", "cmd-7", devices, as_json=True))
+    assert as_json["devices"][1] == {
+        "device_id": "pixel",
+        "provider": "fcm",
+        "outcome": "token_rejected",
+        "reason": "UNREGISTERED",
+    }
+    assert "no device" in render_test_result("agent-1", "cmd-7", [], as_json=False)
