@@ -59,7 +59,8 @@ from service.domain.rounds import (
     DeviceRef,
     Outcome,
     PendingRound,
-    RoundSupport,
+    RoundExtras,
+    extras_or_none,
     timer_due_ms,
 )
 from service.domain.world import Policy, World
@@ -211,9 +212,13 @@ def _on_request(
         targets=refs,
         delivered=None if refs else (),
         visitor_name=_kept_visitor_name(event, site, refs, in_time=in_time),
-        claimed_at_ms=-1 if event.requested_at_ms == requested_at_ms else event.requested_at_ms,
-        expired_on_arrival=not in_time,
-        support=RoundSupport.of(reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms), (), ()),
+        extras=extras_or_none(
+            RoundExtras(
+                claimed_at_ms=-1 if event.requested_at_ms == requested_at_ms else event.requested_at_ms,
+                expired_on_arrival=not in_time,
+                reminder_at_ms=reminder_at_ms(site, requested_at_ms, deadline_ms, now_ms),
+            )
+        ),
     )
     # One timer per round at a time: the reminder's when one is due, which then arms the deadline's.
     effects: list[Effect] = [PutState(round_), ScheduleTimer(event.chat_id, timer_due_ms(round_))]

@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol, assert_never
 
 import msgspec
 
-from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, RoundSupport
+from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, RoundExtras
 
 
 class _Pending(msgspec.Struct, array_like=True, tag="p"):
@@ -149,6 +149,14 @@ def decode_state(value: bytes) -> ChatState:
     return replay.states[""]
 
 
+def _extras(decoded: _PendingRecord) -> RoundExtras | None:
+    """The round's rarely set fields, None (no object at all) while they are at their defaults."""
+    claimed, expired, reminder = decoded.claimed_at_ms, decoded.expired_on_arrival, decoded.reminder_at_ms
+    if claimed == -1 and not expired and reminder == -1 and not decoded.rejected and not decoded.failed:
+        return None
+    return RoundExtras(claimed, expired, reminder, decoded.rejected, decoded.failed)
+
+
 class ChangelogRecord(Protocol):
     @property
     def key(self) -> bytes | None: ...
@@ -233,9 +241,7 @@ class StateReplay:
                     decoded.visitor_name if delivered is None or decoded.awaiting else None,
                     decoded.unsure,
                     decoded.awaiting,
-                    decoded.claimed_at_ms,
-                    decoded.expired_on_arrival,
-                    RoundSupport.of(decoded.reminder_at_ms, decoded.rejected, decoded.failed),
+                    _extras(decoded),
                 )
             except msgspec.DecodeError as error:
                 self.unreadable += 1

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import msgspec
 import pytest
 
-from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, RoundSupport
+from service.domain.rounds import ChatState, ClosedRound, DeviceRef, Outcome, PendingRound, RoundExtras
 from service.state.changelog import StateReplay, decode_state, encode_state
 
 PHONES = (DeviceRef("agent-1", "phone-1"),)
@@ -33,7 +33,9 @@ def pending(chat_id: str, request_id: str = "r1") -> PendingRound:
         PendingRound("r", "c", "s", 1, 2, (DeviceRef("a", "d"),), None, "Ada"),
         PendingRound("r", "c", "s", 1, 2, (DeviceRef("a", "d"), DeviceRef("b", "e")), (DeviceRef("b", "e"),)),
         PendingRound("r", "c", "s", 1, 2, (), ()),
-        PendingRound("r", "c", "s", 1, 5, (DeviceRef("a", "d"),), None, "Ada", support=RoundSupport(3)),
+        PendingRound(
+            "r", "c", "s", 1, 5, (DeviceRef("a", "d"),), None, "Ada", extras=RoundExtras(reminder_at_ms=3)
+        ),
         PendingRound(
             "r",
             "c",
@@ -42,7 +44,7 @@ def pending(chat_id: str, request_id: str = "r1") -> PendingRound:
             5,
             (DeviceRef("a", "d"),),
             (),
-            support=RoundSupport(failed=(DeviceRef("a", "d"),)),
+            extras=RoundExtras(failed=(DeviceRef("a", "d"),)),
         ),
         ClosedRound("r", "c", Outcome.MISSED, 3, 4),
     ],
@@ -132,7 +134,7 @@ ROUND_OF_10 = PendingRound(
     (DeviceRef("agent-1", "phone-1"),),
     None,
     unsure=(DeviceRef("agent-2", "phone-2"),),
-    claimed_at_ms=1_799_999_999_000,
+    extras=RoundExtras(claimed_at_ms=1_799_999_999_000),
 )
 
 
@@ -150,7 +152,8 @@ def test_records_of_the_issue_10_format_restore_and_are_written_the_same() -> No
     ],
 )
 def test_issue_12_fields_are_written_after_issue_10s_and_only_when_set(extra: dict[str, object]) -> None:
-    state = msgspec.structs.replace(ROUND_OF_10, support=RoundSupport(**extra))  # type: ignore[arg-type]
+    extras = msgspec.structs.replace(RoundExtras(claimed_at_ms=1_799_999_999_000), **extra)
+    state = msgspec.structs.replace(ROUND_OF_10, extras=extras)
     value = encode_state(state)
     # A 16-element array (tag, the 8 first fields, #10's 4, #12's 3): past fixarray's 15, so array16.
     assert value[:3] == b"\xdc\x00\x10"
