@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from service.clock import Clock
 from service.domain.effects import AddressedPush
-from service.domain.push import OutcomeKind, Provider, PushOutcome
+from service.domain.push import OutcomeKind, PushOutcome
 from service.observability.metrics import Metrics
 from service.push.base import PushSender
 from service.push.push_outcomes import PushOutcomes, RetryPolicy
@@ -48,10 +48,6 @@ class OneOffSender:
         self._retry = retry or RetryPolicy()
         self._backoff = self._retry.backoff(rng or random.Random())  # noqa: S311 -- jitter, not cryptography
         self._outcomes = PushOutcomes(metrics, clock, lambda _report: None)
-
-    def configured(self, provider: Provider) -> bool:
-        """Whether `provider` has a sender (its credentials are configured)."""
-        return provider in self._senders
 
     async def send(self, addressed: AddressedPush) -> PushOutcome | None:
         """The outcome of the last request for `addressed.push`; None when its provider has no
