@@ -165,8 +165,8 @@ class Metrics:
         )
         self.rounds_unreachable = Counter(
             "notifier_rounds_unreachable_total",
-            "Rounds whose request reached no agent's phone: nobody eligible, or no push delivered "
-            "by the time the round closed",
+            "Rounds whose request reached no agent's phone: nobody eligible, or every fan-out "
+            "reported and none delivered it (requests read after their deadline not counted)",
             registry=r,
         )
         self.test_pushes = Counter(
