@@ -31,7 +31,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capacity, deadlines, latency, push, restore, throughput, timer_peers
+from benchmarks import (
+    capacity,
+    deadlines,
+    latency,
+    peer_kafka_streams,
+    push,
+    restore,
+    throughput,
+    timer_peers,
+)
 from benchmarks.report import evaluate, render_table, write_plot
 from devtools.kafka_broker import KafkaBroker
 from service.observability.logging import configure_logging
@@ -107,7 +116,7 @@ async def section(
     return value
 
 
-SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "timers")
+SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "kafka_streams", "timers")
 
 
 async def run_suite(
@@ -174,6 +183,23 @@ async def run_suite(
                 "latency",
                 lambda: latency.run(
                     bootstrap, workdir, HANDOFF_RATE, scale.latency_seconds, PROVIDER_LATENCY_S
+                ),
+            )
+        if "kafka_streams" in only:
+            # Issue #13: the worker next to a Kafka Streams application doing the same job.
+            await section(
+                results,
+                "kafka_streams",
+                lambda: peer_kafka_streams.run(
+                    bootstrap,
+                    workdir,
+                    throughput_rounds=scale.throughput_rounds,
+                    partitions=scale.partitions,
+                    pending=scale.deadline_pending,
+                    seconds=scale.deadline_seconds,
+                    tta_s=scale.deadline_tta_s,
+                    rate_cap=scale.deadline_rate_cap,
+                    restore_rounds=scale.restore_rounds,
                 ),
             )
         if "timers" in only:
