@@ -12,6 +12,7 @@ At least once, and each command answered once in normal operation:
   batch is committed before its partitions move and the new owner does not answer it again.
 * A command id this worker answered recently (a replay, a producer's retry) gets no second push or
   answer (`test_push_replayed` is logged): the first answer is on the topic.
+* A command older than `COMMAND_MAX_AGE_MS` when read is not answered (`test_push_expired`).
 
 An unusable command is dead-lettered like other input (`command_rejected`,
 `notifier_events_rejected_total{topic=<commands topic>}`), and the loop carries on.
@@ -37,7 +38,7 @@ from service.kafka.polling import RetryPause
 from service.observability.metrics import Metrics
 from service.partition.records import ConsumedRecord, OutRecord
 from service.partition.rejections import RejectionReporter, count_rejected
-from service.push.test_push import TestPusher
+from service.push.test_push import TEST_PUSH_TTL_MS, TEST_RETRY, TestPusher
 from service.settings import Settings
 from service.wire.commands import TEST_REQUESTED, TestPushRequested, decode_command, encode_test_result
 from service.wire.envelope import DecodeLimits, decode_key
@@ -51,6 +52,18 @@ COMMANDS_PER_BATCH = 50
 REMEMBERED_COMMANDS = 10_000
 """Command ids remembered to drop a replay (about 1 MB); a replay older than that is answered again."""
 POLL_TIMEOUT_MS = 500
+COMMAND_MAX_AGE_MS = TEST_PUSH_TTL_MS
+"""A command older than this (by its record's timestamp) is not answered: whoever asked gave up long
+ago (the app, `test-push`: a minute), and the test alert would buzz a phone out of the blue."""
+
+
+def rebalance_timeout_ms(settings: Settings) -> int:
+    """How long the group waits for this member to rejoin: longer than a batch can take (every
+    attempt of a test push timing out, with the backoff between), so that a rebalance waits for the
+    batch being answered instead of evicting the member and having the batch answered twice."""
+    attempts = TEST_RETRY.max_attempts
+    batch_s = attempts * settings.push_timeout_seconds + (attempts - 1) * TEST_RETRY.cap_s
+    return max(settings.kafka_session_timeout_ms, int(batch_s * 1000) + 5_000)
 
 
 def commands_group(settings: Settings) -> str:
@@ -122,6 +135,7 @@ class TestPushCommands:
             auto_offset_reset="earliest",
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
+            rebalance_timeout_ms=rebalance_timeout_ms(settings),
         )
         consumer.subscribe([settings.topic_commands], listener=_FinishBatchFirst(self._lock))
         producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True, acks="all")
@@ -180,6 +194,12 @@ class TestPushCommands:
             return _Answered([self._rejections.reject(record, command, agent_id=agent_id)], command.reason)
         if (command.agent_id, command.request_id) in self._answered:
             log.info("test_push_replayed", request_id=command.request_id, agent_id=command.agent_id)
+            return _Answered([])
+        age_ms = self._clock.now_ms() - record.timestamp
+        if age_ms > COMMAND_MAX_AGE_MS:  # read after an outage, a lag or an offset reset
+            log.info(
+                "test_push_expired", request_id=command.request_id, agent_id=command.agent_id, age_ms=age_ms
+            )
             return _Answered([])
         answer = await self._pusher.answer(self._agents, command)
         now_ms = self._clock.now_ms()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -183,6 +184,21 @@ async def test_a_replayed_command_id_is_neither_pushed_nor_answered_again(stack:
     assert len(results(stack, replayed)) == 1
     assert outcomes(later) == {"android": ("fcm", "delivered", None)}
     assert len(stack.fcm_to("fcm-token-test", "test_alert")) == 2
+
+
+async def test_a_command_read_too_late_is_not_answered(stack: Stack) -> None:
+    """A command read after its test alert would have expired (an outage, a lag): nobody waits for
+    it any more, and a test alert then would buzz the phone out of the blue."""
+    await stack.agent("agent-1", devices=[ANDROID])
+    await stack.start_worker()
+    old_id, old = command("agent-1")
+    ten_minutes_ago = int(time.time() * 1000) - 600_000
+    await stack.publisher.send(stack.settings.topic_commands, "agent-1", old, timestamp_ms=ten_minutes_ago)
+    fresh = await answer(stack, await ask(stack, "agent-1"))  # same partition: read after the old one
+
+    assert outcomes(fresh) == {"android": ("fcm", "delivered", None)}
+    assert results(stack, old_id) == []
+    assert len(stack.fcm_to("fcm-token-test", "test_alert")) == 1
 
 
 async def test_two_workers_answer_each_command_once(make_stack: MakeStack) -> None:
