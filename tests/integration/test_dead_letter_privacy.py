@@ -1,6 +1,8 @@
 """Dead letters and personal data on the real broker: with `dead_letter_redact_personal_data` on,
 a rejected handoff request's visitor e-mail and a rejected agent snapshot's device token never
-reach the dead-letter topic; with it off (the default) the dead letters are the original bytes."""
+reach the dead-letter topic; with it off (the default) the dead letters are the original bytes.
+With it on, every kind of garbage of the hostile-input test is still dead-lettered, and the worker
+carries on."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 from devtools import traffic
 from tests.integration.conftest import MakeStack
 from tests.integration.stack import Stack, now_ms
+from tests.integration.test_hostile_input import garbage
 
 pytestmark = [pytest.mark.kafka]
 
@@ -78,3 +81,25 @@ async def test_by_default_the_dead_letters_are_the_original_bytes(make_stack: Ma
     assert (request_value, agent_value) == (bad_request, bad_agent)
     assert "redacted" not in request_headers
     assert "redacted" not in agent_headers
+
+
+async def test_with_redaction_on_every_kind_of_garbage_is_still_dead_lettered(make_stack: MakeStack) -> None:
+    stack = await make_stack(max_value_bytes=16_384, dead_letter_redact_personal_data=True)
+    await stack.site("site-1", "acct-1")
+    await stack.start_worker()
+    bad = garbage("chat-7")
+    for value, _ in bad:
+        await stack.raw("chat-7", value)
+    await stack.outputs.wait_for(lambda: len(stack.dead_letters()) >= len(bad), 30, "every dead letter")
+
+    letters = stack.dead_letters()
+    assert sorted(d.headers["reason"].decode() for d in letters) == sorted(reason for _, reason in bad)
+    by_reason = {d.headers["reason"]: d for d in letters}
+    for reason in (b"not_utf8", b"invalid_json", b"too_deep"):  # nothing to redact field-wise: dropped
+        assert (by_reason[reason].raw, by_reason[reason].headers["redacted"]) == (None, b"body")
+    too_large = by_reason[b"too_large"]  # its 20,000-character visitor name is gone
+    assert too_large.headers["redacted"] == b"fields"
+    assert too_large.raw is not None
+    assert b"x" * 100 not in too_large.raw
+    await stack.request("chat-8", tta=1)  # and the worker carries on
+    await stack.wait_missed("chat-8")
