@@ -12,10 +12,15 @@ Contenders, one process each, one after the other, against the same fake:
   * `bare_aiohttp`: aiohttp posting the FCM v1 JSON with one cached OAuth2 token (the baseline the
     push targets are judged against, as in `benchmarks.push`), its pool limited to the concurrency;
   * `bare_httpx_h2`: httpx with HTTP/2 and its default limits, the same JSON and token.
+The sender and the official client run once more against the plain-HTTP fake in the same way
+(`plain_http`), so what TLS and HTTP/2 change is read off one setup.
+
 Each reports client CPU per push (`thread_time` of its main thread: the token fetch runs in a
 worker thread, as in `benchmarks.push`) and pushes/s; the fake counts the TLS handshakes and the
-connections by negotiated protocol, and the most open at once, during each contender's run
-(warm-up included: it is where connections are made).
+connections by negotiated protocol, and the most open at once, during each contender's run. The
+warm-up (20 pushes) opens 20 connections; a client with one connection per request in flight opens
+the rest inside the measured window, so their handshakes are in its CPU per push, as they would
+be after an idle spell longer than aiohttp's keep-alive (15 s) in production.
 
 `python -m benchmarks.push_tls --contender NAME --url URL --service-account FILE ...` is the child.
 """
@@ -39,6 +44,7 @@ from benchmarks import push
 from benchmarks.rig import ratio
 from devtools.credentials import generate_credentials, generate_tls
 from devtools.fakes.fcm import FcmFake
+from devtools.fakes.tls_front import ConnectionStats
 from service.clock import SystemClock
 from service.domain.push import Provider, Push
 from service.push.fcm import FcmSender
@@ -96,9 +102,8 @@ async def _bare(
 async def _contender(
     contender: str, fake: FcmFake, service_account: Path, ca_file: Path, pushes: int, concurrency: int
 ) -> dict[str, Any]:
-    """One contender in a fresh process; its figures plus what the fake saw meanwhile."""
-    stats = fake.connection_stats
-    assert stats is not None
+    """One contender in a fresh process; its figures plus what the fake saw meanwhile (over TLS)."""
+    stats = fake.connection_stats or ConnectionStats()
     before = (stats.tls_handshakes, dict(stats.protocols), stats.h2_streams)
     stats.peak_open = stats.open
     env = os.environ | {"SSL_CERT_FILE": str(ca_file), "REQUESTS_CA_BUNDLE": str(ca_file)}
@@ -113,6 +118,8 @@ async def _contender(
     if process.returncode != 0:
         raise RuntimeError(f"push_tls {contender} exited {process.returncode}: {stderr.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    if fake.connection_stats is None:
+        return result
     protocols = {name: count - before[1].get(name, 0) for name, count in stats.protocols.items()}
     return result | {
         "tls_handshakes": stats.tls_handshakes - before[0],
@@ -122,27 +129,44 @@ async def _contender(
     }
 
 
-async def run(workdir: Path, pushes: int, concurrency: int, latency_s: float) -> dict[str, Any]:
-    tls = generate_tls(workdir / "fcm-tls")
+async def _against(
+    workdir: Path, contenders: tuple[str, ...], pushes: int, concurrency: int, latency_s: float, *, tls: bool
+) -> dict[str, Any]:
+    """`contenders` one after the other against one FCM fake, over TLS (h2 offered) or plain HTTP."""
+    files = generate_tls(workdir)
     fake = FcmFake(
-        project_id=PROJECT, latency_s=latency_s, tls=tls, max_concurrent_streams=MAX_CONCURRENT_STREAMS
+        project_id=PROJECT,
+        latency_s=latency_s,
+        tls=files if tls else None,
+        max_concurrent_streams=MAX_CONCURRENT_STREAMS,
     )
     await fake.start()
     try:
         credentials = generate_credentials(
-            workdir / "fcm-tls", fcm_token_uri=fake.token_uri, fcm_project_id=PROJECT, tls=tls
+            workdir, fcm_token_uri=fake.token_uri, fcm_project_id=PROJECT, tls=files
         )
         fake.trust_service_account(credentials.fcm_service_account)
-        results: dict[str, Any] = {
-            "max_concurrent_streams": MAX_CONCURRENT_STREAMS,
-            "alpn_offered": ["h2", "http/1.1"],
-        }
-        for contender in CONTENDERS:
-            results[contender] = await _contender(
-                contender, fake, credentials.fcm_service_account, tls.ca_cert, pushes, concurrency
+        return {
+            contender: await _contender(
+                contender, fake, credentials.fcm_service_account, files.ca_cert, pushes, concurrency
             )
+            for contender in contenders
+        }
     finally:
         await fake.stop()
+
+
+async def run(workdir: Path, pushes: int, concurrency: int, latency_s: float) -> dict[str, Any]:
+    """Every contender over TLS; then, for the same-setup comparison (child processes, plain
+    HTTP/1.1 as `benchmarks.push` measures in-process), the sender and the official client alone."""
+    results: dict[str, Any] = {
+        "max_concurrent_streams": MAX_CONCURRENT_STREAMS,
+        "alpn_offered": ["h2", "http/1.1"],
+        **await _against(workdir / "fcm-tls", CONTENDERS, pushes, concurrency, latency_s, tls=True),
+        "plain_http": await _against(
+            workdir / "fcm-plain", ("sender", "official_client"), pushes, concurrency, latency_s, tls=False
+        ),
+    }
     ours, official, bare = results["sender"], results["official_client"], results["bare_aiohttp"]
     return results | {
         "ratio_cpu_sender_over_bare": ratio(ours["cpu_us_per_push"], bare["cpu_us_per_push"]),

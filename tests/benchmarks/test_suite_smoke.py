@@ -48,6 +48,7 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         assert fcm_tls[contender]["failures"] == 0, contender
         assert fcm_tls[contender]["tls_handshakes"] > 0, contender
     assert fcm_tls["official_client"]["h2_requests"] > 0
+    assert all(fcm_tls["plain_http"][c]["failures"] == 0 for c in ("sender", "official_client"))
     assert fcm_tls["sender"]["h2_requests"] == 0
     # Timers (#13): both designs measured, and every due round of the worker's fired.
     for design in ("apscheduler", "worker"):
