@@ -69,7 +69,7 @@ class TimerSize:
 
 SIZES = {
     "smoke": TimerSize(5_000, 200, 2.0, 500, 5_000, 1_000),
-    "full": TimerSize(100_000, 500, 20.0, 2_000, 20_000, 10_000),
+    "full": TimerSize(100_000, 500, 20.0, 2_000, 10_000, 10_000),
 }
 FAR_MS = 86_400_000
 TARGETS = (DeviceRef("agent-0001", "device-0001"),)
