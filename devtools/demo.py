@@ -147,7 +147,7 @@ class Story:
             say("demo", f"NOT SEEN within {STEP_TIMEOUT_S:.0f} s: {what}")
             return
         for item in shown:
-            say("phone", f"{item.phone}: {item.text}")
+            say("phone", f"{item.phone} [{item.kind}]: {item.text}")
 
     async def output(
         self, what: str, reader: OutputReader, found: Callable[[], list[Output]]
