@@ -98,6 +98,7 @@ def test_a_value_that_is_not_json_is_dropped_not_guessed_at() -> None:
         f'{{"data": {{"visitor": {{"email": "{EMAIL}"'.encode(),  # truncated JSON
         b'{"visitor": "\xff\xfe' + NAME.encode() + b'"}',  # not UTF-8
         b'{"email": "\\ud800"}',  # a lone surrogate escape: JSON no decoder accepts as text
+        b'{"email": "a@b.c", "n": 1e400}',  # a number no float holds
         b"name=" + NAME.encode() + b"&email=" + EMAIL.encode(),  # a form, not JSON
         b"",
     ):
