@@ -41,8 +41,8 @@ DEFAULT_PARTITIONS = 12
 DEAD_LETTER_CONFIGS = {"retention.ms": str(7 * 86_400_000), "segment.ms": str(86_400_000)}
 """Dead letters may hold personal data (docs/dead-letters.md): a week to triage and replay, set on
 the topic so that a cluster's longer (or unlimited) default does not keep them for ever. Kafka
-deletes whole segments only, and a quiet topic's segment rolls after `segment.ms` (default 7 days):
-daily segments keep a dead letter at most about 8 days instead of 14."""
+deletes a segment once its newest record is older than `retention.ms`, and a segment takes records
+for up to `segment.ms` (default 7 days): daily segments keep a dead letter about 8 days, not 14."""
 _TIMESTAMP_TYPE = "message.timestamp.type"
 _LOG_APPEND_TIME = "LogAppendTime"
 
