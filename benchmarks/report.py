@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib as mpl
 
+from benchmarks.e2e_rows import directory_rows
+
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -181,6 +183,7 @@ def evaluate(results: dict[str, Any]) -> list[Row]:
     )
     rows.extend(_timer_rows(results))
     rows.extend(_fcm_tls_rows(results))
+    rows.extend(directory_rows(results))
     return rows
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from benchmarks import (
     capacity,
     deadlines,
+    directory,
     latency,
     peer_kafka_streams,
     push,
@@ -116,7 +117,17 @@ async def section(
     return value
 
 
-SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "kafka_streams", "timers")
+SECTIONS = (
+    "throughput",
+    "deadlines",
+    "restore",
+    "capacity",
+    "push",
+    "latency",
+    "kafka_streams",
+    "timers",
+    "directory",
+)
 
 
 async def run_suite(
@@ -202,6 +213,9 @@ async def run_suite(
                     restore_rounds=scale.restore_rounds,
                 ),
             )
+        if "directory" in only:
+            # Issue #13: the whole agents and sites directory in one worker.
+            await section(results, "directory", lambda: directory.run(bootstrap, workdir, scale.name))
         if "timers" in only:
             # Issue #13: one APScheduler job per chat vs the worker's timers, a process each.
             await section(results, "timers", lambda: timer_peers.run(scale.name))
