@@ -104,7 +104,7 @@ async def _contender(
 ) -> dict[str, Any]:
     """One contender in a fresh process; its figures plus what the fake saw meanwhile (over TLS)."""
     stats = fake.connection_stats or ConnectionStats()
-    before = (stats.tls_handshakes, dict(stats.protocols), stats.h2_streams)
+    before = (stats.tls_handshakes, dict(stats.protocols), stats.h2_streams, stats.token_connections)
     stats.peak_open = stats.open
     env = os.environ | {"SSL_CERT_FILE": str(ca_file), "REQUESTS_CA_BUNDLE": str(ca_file)}
     process = await asyncio.create_subprocess_exec(
@@ -126,6 +126,7 @@ async def _contender(
         "connections_by_protocol": {name: count for name, count in protocols.items() if count},
         "peak_open_connections": stats.peak_open,
         "h2_requests": stats.h2_streams - before[2],
+        "token_connections": stats.token_connections - before[3],
     }
 
 

@@ -256,7 +256,7 @@ def _fcm_tls_rows(results: dict[str, Any]) -> list[Row]:
 
     def connections(side: dict[str, Any]) -> str:
         by_protocol = ", ".join(f"{n} {p}" for p, n in sorted(side["connections_by_protocol"].items()))
-        return f"{side['tls_handshakes']} ({by_protocol})"
+        return f"{side['tls_handshakes']} ({by_protocol}; {side.get('token_connections', '?')} for the token)"
 
     return [
         _row(
@@ -278,7 +278,7 @@ def _fcm_tls_rows(results: dict[str, Any]) -> list[Row]:
             met=_ge(_num(tls.get("ratio_rate_sender_over_bare")), 0.8),
         ),
         _row(
-            "FCM over TLS: TLS handshakes (connections by protocol, token fetch included)",
+            "FCM over TLS: TLS handshakes = connections (by protocol)",
             connections(ours),
             f"firebase-admin alone {connections(official)}; aiohttp {connections(bare)}",
             None,

@@ -50,6 +50,9 @@ class ConnectionStats:
     peak_open: int = 0
     h2_streams: int = 0
     """HTTP/2 requests served."""
+    token_connections: int = 0
+    """Connections whose first request was for the token endpoint (`/token`): a client's OAuth2
+    fetch, as opposed to its sends."""
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class H2Server(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, _Stream] = {}
         self.pending_bodies: dict[int, bytes] = {}
+        self.first_path: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -92,6 +96,9 @@ class H2Server(asyncio.Protocol):
         for event in events:
             if isinstance(event, RequestReceived) and event.stream_id is not None:
                 self.streams[event.stream_id] = _Stream(dict(event.headers or []))  # type: ignore[arg-type]
+                if self.first_path is None:
+                    self.first_path = self.streams[event.stream_id].headers.get(":path", "")
+                    self.front.stats.token_connections += self.first_path == "/token"
             elif isinstance(event, DataReceived) and event.stream_id in self.streams:
                 self.streams[event.stream_id].body += event.data or b""
                 self.conn.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
@@ -185,11 +192,15 @@ class _Http1(asyncio.Protocol):
     def __init__(self, front: TlsFront, handler: Any) -> None:
         self.front = front
         self.handler = handler
+        self.seen_request = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.handler.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self.seen_request:
+            self.seen_request = True
+            self.front.stats.token_connections += data.startswith(b"POST /token ")
         self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -85,6 +85,7 @@ async def test_official_client_trusting_the_ca_through_the_environment_sends_ove
     assert stats.h2_streams == 25
     assert stats.protocols["h2"] >= 1
     assert stats.protocols["http/1.1"] == 1
+    assert stats.token_connections == 1
     assert stats.tls_handshakes == stats.protocols["h2"] + stats.protocols["http/1.1"]
 
 
@@ -109,6 +110,7 @@ async def test_a_client_offering_only_http1_falls_back_and_every_connection_is_c
     stats = fake.connection_stats
     assert stats is not None
     assert stats.protocols == {"http/1.1": 1}  # one kept-alive connection for both requests
+    assert stats.token_connections == 1  # its first request was for a token
     assert stats.tls_handshakes == 1
     assert stats.h2_streams == 0
 
@@ -130,6 +132,7 @@ async def test_http2_errors_and_unknown_paths_carry_json_bodies(
     assert stats is not None
     assert stats.protocols == {"h2": 1}
     assert stats.h2_streams == 2
+    assert stats.token_connections == 0
 
 
 async def test_plain_http_stays_the_default(tmp_path: Path) -> None:
