@@ -8,6 +8,10 @@ Measures, on this machine and in this process:
   * the worker's own structure (`PartitionStore`: dict of rounds + heap of timers): cost of adding a
     pending round with its timer, memory per round, and the longest single call while N rounds
     are held and a burst of them falls due.
+
+The suite's `timers` section (`benchmarks.timer_peers`, issue #13) takes the comparison further:
+each design used as a consumer would use it, in a process of its own, for adds/s, RSS and traced
+bytes per pending round, and firing lateness under steady load and in a burst, in the suite's table.
 """
 
 from __future__ import annotations
