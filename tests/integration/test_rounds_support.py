@@ -84,6 +84,30 @@ async def test_one_reminder_per_device_while_pending_and_none_once_the_chat_is_t
     assert kinds == ["handoff_requested", REMINDER, "handoff_closed"]
 
 
+async def test_a_restored_round_still_reminds_once_and_a_restart_after_the_reminder_never_twice(
+    stack: Stack,
+) -> None:
+    await site(stack, time_to_accept_seconds=30, reminder_after_seconds=8)
+    await phones(stack)
+    await stack.start_worker()
+    await stack.request("chat-1")
+    await stack.fakes.fcm.messages.wait_for(lambda items: len(items) >= 1, 20)
+    assert await stack.stop_worker() == 0  # before the reminder is due: the new owner must send it
+    assert of_chat("chat-1", stack.fcm_to("fcm-token-rs", REMINDER)) == [], "stopped too late to test"
+
+    await stack.start_worker()
+    await stack.fakes.fcm.messages.wait_for(
+        lambda _: bool(of_chat("chat-1", stack.fcm_to("fcm-token-rs", REMINDER))), 20
+    )
+    assert await stack.stop_worker() == 0  # after the reminder committed: nobody may send it again
+    await stack.start_worker()
+    await stack.settle()  # a restored reminder would be due at once, so sent before this
+
+    assert len(of_chat("chat-1", stack.fcm_to("fcm-token-rs", REMINDER))) == 1
+    assert len(of_chat("chat-1", stack.apns_to(stack.fakes.apns, APNS_TOKEN, REMINDER))) == 1
+    assert len(of_chat("chat-1", stack.fcm_to("fcm-token-rs", "handoff_requested"))) == 1
+
+
 async def test_missed_says_which_device_got_the_request_and_whose_token_was_rejected(stack: Stack) -> None:
     await site(stack)
     await phones(stack)
