@@ -87,7 +87,8 @@ class PendingRound(msgspec.Struct, frozen=True, gc=False):
     extras: RoundExtras | None = None
     """The fields most rounds leave at their defaults (#10's claimed time and expiry on arrival,
     #12's reminder and failed deliveries), None while all are: one field for five, so a round
-    costs less than with #10's two alone. Read them through the properties below."""
+    costs less than with #10's two alone (figures: docs/benchmarks.md, "Rounds and device
+    references"). Read them through the properties below."""
 
     @property
     def claimed_at_ms(self) -> int:
