@@ -178,3 +178,39 @@ async def test_colleagues_phones_are_told_who_took_the_chat(stack: Stack) -> Non
     iphone, _ = await _both(stack, 6)
     assert iphone[5].payload["aps"]["alert"]["body"] == "The visitor left"
     assert "agent_id" not in iphone[5].payload
+
+
+def _repaired(stack: Stack, field: str, action: str) -> float:
+    assert stack.app is not None
+    labels = {"type": "livechat.site.updated", "field": field, "action": action}
+    return stack.app.metrics.registry.get_sample_value("notifier_fields_repaired_total", labels) or 0.0
+
+
+async def test_unusable_push_fields_are_repaired_the_site_is_served_and_a_bad_privacy_switch_hides(
+    stack: Stack,
+) -> None:
+    await _site(
+        stack,
+        "site-7",
+        push_title="{site_name} " * 200,  # over 1,024 characters
+        push_body=7,
+        hide_visitor_name="no",  # not a boolean: taken as on
+        reminder_after_seconds="soon",
+    )
+    await _agent(stack)
+    await stack.start_worker()
+    await stack.request("chat-1", site_id="site-7", tta=30, visitor={"name": VISITOR})
+    [iphone], [android] = await _both(stack, 1)
+
+    alert = iphone.payload["aps"]["alert"]
+    assert (alert["title"], alert["body"]) == (
+        "Live chat request · Alpine Tours",
+        "A visitor is waiting for an agent. Tap to open Active chats.",
+    )
+    assert "Visitorname" not in _everything_received(stack)
+    assert not stack.dead_letters(), "an optional field is never a reason to dead-letter a site"
+    assert _repaired(stack, "push_title", "dropped") == 1
+    assert _repaired(stack, "push_body", "dropped") == 1
+    assert _repaired(stack, "hide_visitor_name", "failed_safe") == 1
+    assert _repaired(stack, "reminder_after_seconds", "dropped") == 1
+    assert android.message["notification"]["title"] == "Live chat request · Alpine Tours"
