@@ -80,3 +80,57 @@ def directory_rows(results: dict[str, Any]) -> list[Row]:
             met=_le(us, 50),
         ),
     ]
+
+
+def worker_cpu_rows(results: dict[str, Any]) -> list[Row]:
+    """Whole worker CPU per delivered push on the latency section's load (every handoff fans out to
+    3 FCM + 2 APNs devices) next to the senders alone (push section, same run), weighted 3:2."""
+    per_push = _num(_get(results, "latency", "worker_cpu_us_per_push"))
+    fcm = _num(_get(results, "push", "fcm", "sender", "cpu_us_per_push"))
+    apns = _num(_get(results, "push", "apns", "sender", "cpu_us_per_push"))
+    if per_push is None:
+        return []
+    senders = (3 * fcm + 2 * apns) / 5 if fcm is not None and apns is not None else None
+    ratio = round(per_push / senders, 2) if senders else None
+    return [
+        _row(
+            "worker CPU per delivered push (us; 200 handoffs/s x 3 FCM + 2 APNs)",
+            f"{per_push:,.0f}",
+            f"senders alone {senders:,.0f} (FCM {fcm:,.0f}, APNs {apns:,.0f}; 3:2)" if senders else "-",
+            ratio,
+            "<= 1.5x the senders alone",
+            met=_le(ratio, 1.5),
+        )
+    ]
+
+
+def missed_rows(results: dict[str, Any]) -> list[Row]:
+    """Missed lateness at a read_committed consumer and inside the worker, right after a backlog
+    (200 requests/s) and at half the max rate (benchmarks/missed_e2e.py)."""
+    m = _get(results, "missed_e2e")
+    if not isinstance(m, dict) or "after_backlog" not in m:
+        return []
+    rows = []
+    for key, label in (
+        ("after_backlog", f"after a {m['backlog_rounds']:,}-round backlog"),
+        ("half_rate", ""),
+    ):
+        phase = m[key]
+        consumer = _num(_get(phase, "at_consumer", "p99_ms"))
+        worker = _num(_get(phase, "in_worker", "p99_ms"))
+        share = _get(phase, "worker_histogram", "share_within_50ms")
+        rate = f"{phase['requests_per_s']:,.0f} requests/s ({phase['events_per_s_produced']:,.0f} events/s)"
+        rows.append(
+            _row(
+                f"Missed lateness p99, {rate}{', ' + label if label else ''}",
+                f"consumer {consumer:.0f} ms, worker {worker:.0f} ms "
+                f"({phase['missed_received']}/{phase['missed_expected']})"
+                if consumer is not None and worker is not None
+                else "-",
+                f"worker histogram: {share:.1%} within 50 ms" if isinstance(share, float) else "-",
+                None,
+                "consumer <= 100 ms, worker <= 50 ms",
+                met=None if consumer is None or worker is None else consumer <= 100 and worker <= 50,
+            )
+        )
+    return rows

@@ -10,6 +10,7 @@ Pushes are matched to requests by chat id; only the alert pushes count.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -65,6 +66,12 @@ async def produce(producer: AIOKafkaProducer, topic: str, rate: int, seconds: fl
     return sent
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process `pid` so far, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def alert_arrivals(
     fcm: Sequence[ReceivedMessage], apns: Sequence[ReceivedNotification]
 ) -> list[tuple[str, float]]:
@@ -118,12 +125,15 @@ async def run(bootstrap: str, workdir: Path, rate: int, seconds: float, latency_
         )
         await fcm.messages.wait_for(lambda items: len(items) >= 3, 60.0)
         await apns.notifications.wait_for(lambda items: len(items) >= 2, 60.0)
+        (worker,) = workers.fleet.workers.values()
+        cpu_before = cpu_seconds(worker.process.pid)
         sent = await produce(producer, settings.topic_chat_events, rate, seconds)
         expected = len(sent) * DEVICES
         give_up = time.monotonic() + 60.0
         # Two fakes' recorders to watch: poll. What is still missing then is reported as missing.
         while _count(fcm, apns, sent) < expected and time.monotonic() < give_up:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
+        worker_cpu_s = cpu_seconds(worker.process.pid) - cpu_before
         arrivals = alert_arrivals(fcm.messages.items, apns.notifications.items)
     finally:
         await workers.stop()
@@ -138,6 +148,10 @@ async def run(bootstrap: str, workdir: Path, rate: int, seconds: float, latency_
         "provider_latency_s": latency_s,
         "pushes_expected": expected,
         "pushes_received": len(latencies),
+        # Issue #13: the whole worker process's CPU (decisions, Kafka, logs, metrics, both
+        # senders) per push a fake accepted, over the measured stream (warm-up excluded).
+        "worker_cpu_s": round(worker_cpu_s, 3),
+        "worker_cpu_us_per_push": round(worker_cpu_s / len(latencies) * 1e6, 1) if latencies else None,
         **summary_ms(latencies),
     }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import matplotlib as mpl
 
-from benchmarks.e2e_rows import directory_rows
+from benchmarks.e2e_rows import directory_rows, missed_rows, worker_cpu_rows
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
@@ -184,6 +184,8 @@ def evaluate(results: dict[str, Any]) -> list[Row]:
     rows.extend(_timer_rows(results))
     rows.extend(_fcm_tls_rows(results))
     rows.extend(directory_rows(results))
+    rows.extend(worker_cpu_rows(results))
+    rows.extend(missed_rows(results))
     return rows
 
 

@@ -36,6 +36,7 @@ from benchmarks import (
     deadlines,
     directory,
     latency,
+    missed_e2e,
     peer_kafka_streams,
     push,
     restore,
@@ -127,7 +128,23 @@ SECTIONS = (
     "kafka_streams",
     "timers",
     "directory",
+    "missed_e2e",
 )
+
+
+async def scale_and_e2e_sections(
+    results: dict[str, Any], only: frozenset[str], bootstrap: str, workdir: Path, scale: Scale, rate: int
+) -> None:
+    """Issue #13: the whole directory in one worker; Missed lateness at a downstream consumer after
+    a backlog and at half load (`rate`, half the measured max events/s)."""
+    if "directory" in only:
+        await section(results, "directory", lambda: directory.run(bootstrap, workdir, scale.name))
+    if "missed_e2e" in only:
+        await section(
+            results,
+            "missed_e2e",
+            lambda: missed_e2e.run(bootstrap, workdir, scale.name, rate, scale.partitions),
+        )
 
 
 async def run_suite(
@@ -213,9 +230,7 @@ async def run_suite(
                     restore_rounds=scale.restore_rounds,
                 ),
             )
-        if "directory" in only:
-            # Issue #13: the whole agents and sites directory in one worker.
-            await section(results, "directory", lambda: directory.run(bootstrap, workdir, scale.name))
+        await scale_and_e2e_sections(results, only, bootstrap, workdir, scale, rate)
         if "timers" in only:
             # Issue #13: one APScheduler job per chat vs the worker's timers, a process each.
             await section(results, "timers", lambda: timer_peers.run(scale.name))
