@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = ("throughput", "deadlines", "restore", "capacity", "push", "latency", "timers")
+SECTIONS = (
+    "throughput",
+    "deadlines",
+    "restore",
+    "capacity",
+    "push",
+    "latency",
+    "timers",
+    "directory",
+    "missed_e2e",
+)
 
 
 @pytest.mark.slow
@@ -56,8 +66,24 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         assert results["timers"][design]["traced_bytes_per_round"] > 0, design
     assert results["timers"]["worker"]["fired"] == results["timers"]["worker"]["fired_expected"] > 0
     assert results["timers"]["worker"]["burst_fired"] == results["timers"]["size"]["burst"]
+    # Directory scale (#13): every agent loaded, and a lookup's targets are its account's devices.
+    directory = results["directory"]
+    assert directory["directory_rss_bytes_per_agent"] > 0
+    assert directory["start_to_ready_s"] > 0
+    for population in ("large", "small"):
+        by_size = directory["lookup"][population]["by_account_size"]
+        assert (
+            0 < by_size["10"]["targets"] <= 20 < by_size["50"]["targets"] <= 100 < by_size["1000"]["targets"]
+        )
+    # Worker CPU per push (#13) and Missed at a downstream consumer (#13): every Missed arrived.
+    assert results["latency"]["worker_cpu_us_per_push"] > 0
+    for phase in ("after_backlog", "half_rate"):
+        missed = results["missed_e2e"][phase]
+        assert missed["missed_received"] == missed["missed_expected"] > 0, phase
+        assert missed["at_consumer"]["p50_ms"] >= missed["in_worker"]["p50_ms"], phase
     figures = [row["figure"] for row in results["summary"]]
-    assert len(figures) == 10 + 7  # issue #6's figures; #13: 4 timer rows, 3 FCM-over-TLS rows
+    # issue #6's figures; #13: 4 timer rows, 3 FCM-over-TLS rows, 3 directory, 1 worker CPU, 2 Missed e2e
+    assert len(figures) == 10 + 7 + 6
     assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
