@@ -38,7 +38,7 @@ from service.domain.events import SiteSnapshot
 from service.wire.inbound import DecodeLimits, decode_agent
 from service.wire.rejection import Rejection
 
-SIZES = {"smoke": (20_000, 200, 600), "full": (1_000_000, 10_000, 30_000)}
+SIZES = {"smoke": (5_000, 50, 150), "full": (1_000_000, 10_000, 30_000)}
 """Agents, accounts, sites by suite scale (#13: 1M agents x 2 devices, 10,000 accounts, 30,000 sites)."""
 SETTLE_S = 2.0
 FILL_PROCESSES = 2
