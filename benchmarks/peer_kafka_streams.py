@@ -18,21 +18,25 @@ peer process (one stream thread) take turns, never running together. Three figur
   = append time - deadline (the deadline computed by the driver: requested_at + time to accept)
   and, what downstream sees, receipt by that consumer - deadline (includes the transaction's
   commit). Each expired round must yield exactly one Missed and one chatbot record.
-* restore: `rounds` rounds with an hour to accept, processed by a first instance, which is then
-  stopped (the peer's local state deleted: a replacement instance on a fresh machine). A new
-  instance is started together with one closing event per partition; figure = process spawn ->
-  the group's committed offsets include every one of those events (every partition processing
-  again), polled every 20 ms. Also: spawn -> ready (the worker's /ready, the peer's RUNNING).
+* restore: `rounds` pending rounds (an hour to accept) written straight into each contender's
+  changelog(s), spread over the partitions, as the restore section does for the worker (the peer:
+  its two changelogs, 2 records per round). A new instance (the peer without local state) is
+  started together with one closing event per partition; figure = process spawn -> the group's
+  committed offsets include every one of those events (every partition restored and processing),
+  polled every 20 ms. Also: spawn -> ready (the worker's /ready, the peer's RUNNING).
+
+Sizes per scale in `SIZES` (full: the suite's deadline and restore sizes; smoke: small enough for
+CI, where only "it runs" is checked).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
+import struct
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,10 +56,28 @@ from benchmarks.rig import (
 )
 from benchmarks.throughput import committed_total, watch_progress
 from devtools import traffic
+from devtools.changelog_fill import fill_changelog
 
 TICK_S = 0.02
 MISSED_EVERY = 10
 RESTORE_POLL_S = 0.02
+PROBE_CHAT = "chat-0000000000"
+
+
+@dataclass(frozen=True)
+class Size:
+    throughput_rounds: int
+    pending: int
+    seconds: float
+    tta_s: int
+    rate_cap: int
+    restore_rounds: int
+
+
+SIZES = {
+    "smoke": Size(2_000, 1_000, 3.0, 2, 2_000, 4_000),
+    "full": Size(100_000, 100_000, 60.0, 10, 1_000_000, 1_000_000),
+}
 
 
 @dataclass(frozen=True)
@@ -135,8 +157,17 @@ class WorkerSide:
         await running.workers.fleet.wait_ready("worker-0", 900.0)
         return now_ms()
 
-    def forget_local_state(self, lane: Lane) -> None:
-        """The worker keeps no local state: a new process always restores from the changelog."""
+    changelog_records_per_round = 1
+
+    async def fill_changelog(self, lane: Lane, rounds: int) -> None:
+        """`rounds` pending rounds (an hour to accept) spread over the changelog's partitions, as the
+        restore section writes them (devtools.changelog_fill: the worker's own encoding)."""
+        assert self._settings is not None
+        at = now_ms()
+        for partition in range(self.partitions):
+            count = rounds // self.partitions
+            changelog = self._settings[lane.group].topic_changelog
+            await fill_changelog(self.bootstrap, changelog, partition, count, at, at + 3_600_000)
 
 
 @dataclass
@@ -179,12 +210,70 @@ class PeerSide:
         assert isinstance(running, Peer)
         return await running.wait_state("RUNNING", 900.0)
 
-    def forget_local_state(self, lane: Lane) -> None:
-        assert lane.state_dir is not None
-        shutil.rmtree(lane.state_dir, ignore_errors=True)
+    changelog_records_per_round = 2
+
+    async def fill_changelog(self, lane: Lane, rounds: int) -> None:
+        """What the peer's two changelogs hold after `rounds` requests (an hour to accept), spread
+        over the partitions: `rounds` (chat id -> RoundsProcessor.Round's encoding) and
+        `deadlines` (8-byte big-endian deadline + chat id -> empty). Created compacted, as Streams
+        creates them; the instance that starts has no local state, so it restores both."""
+        names = [f"{lane.group}-{store}-changelog" for store in ("rounds", "deadlines")]
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            topics = [
+                NewTopic(n, self.partitions, 1, topic_configs={"cleanup.policy": "compact"}) for n in names
+            ]
+            await admin.create_topics(topics)
+        finally:
+            await admin.close()
+        at = now_ms()
+        deadline = at + 3_600_000
+        site = SITE_ID.encode()
+        for partition in range(self.partitions):
+            chats = [f"chat-{i:010d}" for i in range(rounds // self.partitions)]
+            await append_records(
+                self.bootstrap,
+                names[0],
+                partition,
+                (
+                    (c.encode(), struct.pack(">qqi", deadline, at, len(site)) + site + f"req-{c}".encode())
+                    for c in chats
+                ),
+            )
+            key = struct.pack(">q", deadline)
+            await append_records(
+                self.bootstrap, names[1], partition, ((key + c.encode(), b"") for c in chats)
+            )
 
 
 Side = WorkerSide | PeerSide
+
+
+async def append_records(
+    bootstrap: str, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
+) -> None:
+    """Append (key, value) records to one partition as fast as the producer batches them."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_batch_size=1_048_576, linger_ms=20
+    )
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        batch = producer.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            if len(pending) > 32:
+                await asyncio.gather(*pending)
+                pending.clear()
+        if batch.record_count():
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
 
 
 async def throughput(sides: list[Side], rounds: int, partitions: int, bootstrap: str) -> dict[str, Any]:
@@ -341,41 +430,40 @@ async def _until(condition: Callable[[], Awaitable[bool]], timeout: float, what:
 
 async def restore(side: Side, bootstrap: str, partitions: int, rounds: int) -> dict[str, Any]:
     lane = await side.lane("rs")
-    await fill_rounds(bootstrap, lane.input, partitions, rounds, tta_s=3600, close=False, prefix="rs")
-    first = await side.start(lane)
-    try:
-        await watch_progress(bootstrap, lane.group, rounds, 1800.0, first.alive)
-    finally:
-        await first.stop()
-    side.forget_local_state(lane)
+    fill_started = time.monotonic()
+    await side.fill_changelog(lane, rounds)
+    fill_s = time.monotonic() - fill_started
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     producer = start_producer(bootstrap)
     await admin.start()
     await producer.start()
     try:
         spawned = now_ms()
-        second = await side.start(lane)
+        running = await side.start(lane)
         try:
-            for i in range(partitions):  # round i lives in partition i (fill_rounds): one probe each
-                chat_id = f"rs-{i:010d}"
-                probe = traffic.agent_joined(chat_id, SITE_ID, "agent-bench", now_ms())
-                await producer.send_and_wait(lane.input, probe, key=chat_id.encode(), partition=i)
+            # Each changelog partition holds chat-0000000000 (fill_changelog, per partition): closing
+            # it in input partition i needs partition i's state restored.
+            for i in range(partitions):
+                probe = traffic.agent_joined(PROBE_CHAT, SITE_ID, "agent-bench", now_ms())
+                await producer.send_and_wait(lane.input, probe, key=PROBE_CHAT.encode(), partition=i)
 
             async def processed() -> bool:
-                if not second.alive():
+                if not running.alive():
                     raise RuntimeError(f"{side.name} exited during restore")
-                return await committed_total(admin, lane.group) >= rounds + partitions
+                return await committed_total(admin, lane.group) >= partitions
 
-            ready_task = asyncio.create_task(side.ready_ms(second))
+            ready_task = asyncio.create_task(side.ready_ms(running))
             processing = await _until(processed, 1800.0, "processing after restore")
             ready = await ready_task
         finally:
-            await second.stop()
+            await running.stop()
     finally:
         await producer.stop()
         await admin.close()
     return {
         "rounds": rounds,
+        "changelog_records": rounds * side.changelog_records_per_round,
+        "fill_s": round(fill_s, 2),
         "spawn_to_processing_s": round((processing - spawned) / 1000, 2),
         "spawn_to_ready_s": round((ready - spawned) / 1000, 2),
     }
@@ -385,32 +473,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-async def run(
-    bootstrap: str,
-    workdir: Path,
-    *,
-    throughput_rounds: int,
-    partitions: int,
-    pending: int,
-    seconds: float,
-    tta_s: int,
-    rate_cap: int,
-    restore_rounds: int,
-) -> dict[str, Any]:
+async def run(bootstrap: str, workdir: Path, scale: str, partitions: int) -> dict[str, Any]:
+    size = SIZES[scale]
     build = await asyncio.to_thread(ensure_built)
     worker = WorkerSide(bootstrap, partitions, workdir / "logs")
     peer = PeerSide(bootstrap, partitions, workdir, build)
     sides: list[Side] = [worker, peer]
-    tp = await throughput(sides, throughput_rounds, partitions, bootstrap)
+    tp = await throughput(sides, size.throughput_rounds, partitions, bootstrap)
     slower = min(tp[s.name]["events_per_s"] for s in sides)
-    rate = int(min(rate_cap, slower / 2))
+    rate = int(min(size.rate_cap, slower / 2))
     late = {
         s.name: await lateness(
-            s, bootstrap, partitions, pending=pending, rate=rate, seconds=seconds, tta_s=tta_s
+            s, bootstrap, partitions, pending=size.pending, rate=rate, seconds=size.seconds, tta_s=size.tta_s
         )
         for s in sides
     }
-    rs = {s.name: await restore(s, bootstrap, partitions, restore_rounds) for s in sides}
+    rs = {s.name: await restore(s, bootstrap, partitions, size.restore_rounds) for s in sides}
     w, k = "worker", "kafka_streams"
     return {
         "peer_build": {
@@ -418,7 +496,9 @@ async def run(
             "build_s": round(build.seconds, 1),
             "dir": build.directory.name,
         },
+        "size": asdict(size),
         "partitions": partitions,
+        "half_load_events_per_s": rate,
         "throughput": tp,
         "lateness": late,
         "restore": rs,

@@ -186,7 +186,78 @@ def evaluate(results: dict[str, Any]) -> list[Row]:
     rows.extend(directory_rows(results))
     rows.extend(worker_cpu_rows(results))
     rows.extend(missed_rows(results))
+    rows.extend(_kafka_streams_rows(results))
     return rows
+
+
+def _kafka_streams_rows(results: dict[str, Any]) -> list[Row]:
+    """Issue #13: the worker next to the Kafka Streams peer (benchmarks/peer_kafka_streams.py), same
+    broker, same input. Targets: throughput >= 0.5x the peer's; Missed p99 (as a read_committed
+    consumer sees it) at or below the peer's. Restore has no target: reported side by side."""
+    ks: dict[str, Any] | None = _get(results, "kafka_streams")
+    if not isinstance(ks, dict) or "error" in ks:
+        return []
+    w_tp = _num(_get(ks, "throughput", "worker", "events_per_s"))
+    k_tp = _num(_get(ks, "throughput", "kafka_streams", "events_per_s"))
+    tp_ratio = _num(ks.get("ratio_throughput_worker_over_kstreams"))
+
+    def late(side: str) -> str:
+        seen = _get(ks, "lateness", side, "lateness_visible") or {}
+        append = _get(ks, "lateness", side, "lateness_append") or {}
+        got, want = (
+            _get(ks, "lateness", side, "missed_received"),
+            _get(ks, "lateness", side, "missed_expected"),
+        )
+        if "p99_ms" not in seen:
+            return "-"
+        return (
+            f"seen p50 {seen['p50_ms']:.0f} / p99 {seen['p99_ms']:.0f} ms, appended p99 "
+            f"{append.get('p99_ms', 0):.0f} ms ({got}/{want})"
+        )
+
+    def complete(side: str) -> bool | None:
+        lat = _get(ks, "lateness", side)
+        if not isinstance(lat, dict):
+            return None
+        return lat["missed_received"] == lat["missed_expected"] == lat["chatbot_received"] and not (
+            lat["missed_duplicates"] or lat["chatbot_duplicates"]
+        )
+
+    rate = _get(ks, "lateness", "worker", "rate_events_per_s_target")
+    p99_ratio = _num(ks.get("ratio_p99_visible_worker_over_kstreams"))
+    w_rs = _num(_get(ks, "restore", "worker", "spawn_to_processing_s"))
+    k_rs = _num(_get(ks, "restore", "kafka_streams", "spawn_to_processing_s"))
+    rounds = _num(_get(ks, "restore", "worker", "rounds"))
+    return [
+        _row(
+            "vs Kafka Streams: throughput (events/s)",
+            f"{w_tp:,.0f}" if w_tp else "-",
+            f"Kafka Streams {k_tp:,.0f}" if k_tp else "-",
+            tp_ratio,
+            ">= 0.5x Kafka Streams",
+            met=_ge(tp_ratio, 0.5),
+        ),
+        _row(
+            f"vs Kafka Streams: Missed lateness at half load ({rate:,} events/s)"
+            if isinstance(rate, int)
+            else "vs Kafka Streams: Missed lateness at half load",
+            late("worker"),
+            f"Kafka Streams {late('kafka_streams')}",
+            p99_ratio,
+            "p99 seen <= Kafka Streams'; one Missed + one chatbot each",
+            met=_all(_le(p99_ratio, 1.0), complete("worker"), complete("kafka_streams")),
+        ),
+        _row(
+            f"vs Kafka Streams: restore {rounds:,.0f} pending rounds (spawn to processing, s)"
+            if rounds
+            else "vs Kafka Streams: restore (spawn to processing, s)",
+            f"{w_rs:.2f} s" if w_rs is not None else "-",
+            f"Kafka Streams {k_rs:.2f} s" if k_rs is not None else "-",
+            round(w_rs / k_rs, 3) if w_rs and k_rs else None,
+            "reported (lower is better)",
+            met=None,
+        ),
+    ]
 
 
 def _timer_rows(results: dict[str, Any]) -> list[Row]:
@@ -335,6 +406,16 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
         _push_ratio(results, "FCM", "rate", 0.8),
         _push_ratio(results, "APNs", "cpu", 1.2),
         _push_ratio(results, "APNs", "rate", 0.8),
+        (
+            "throughput\nworker/KS",
+            _get(results, "kafka_streams", "ratio_throughput_worker_over_kstreams"),
+            0.5,
+        ),
+        (
+            "Missed p99\nworker/KS",
+            _get(results, "kafka_streams", "ratio_p99_visible_worker_over_kstreams"),
+            1.0,
+        ),
     ]
     latencies = [
         ("deadline\np99", _get(results, "deadlines", "lateness", "p99_ms"), 50.0),

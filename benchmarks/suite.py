@@ -218,17 +218,7 @@ async def run_suite(
             await section(
                 results,
                 "kafka_streams",
-                lambda: peer_kafka_streams.run(
-                    bootstrap,
-                    workdir,
-                    throughput_rounds=scale.throughput_rounds,
-                    partitions=scale.partitions,
-                    pending=scale.deadline_pending,
-                    seconds=scale.deadline_seconds,
-                    tta_s=scale.deadline_tta_s,
-                    rate_cap=scale.deadline_rate_cap,
-                    restore_rounds=scale.restore_rounds,
-                ),
+                lambda: peer_kafka_streams.run(bootstrap, workdir, scale.name, scale.partitions),
             )
         await scale_and_e2e_sections(results, only, bootstrap, workdir, scale, rate)
         if "timers" in only:

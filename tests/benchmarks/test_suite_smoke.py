@@ -22,6 +22,7 @@ SECTIONS = (
     "push",
     "latency",
     "timers",
+    "kafka_streams",
     "directory",
     "missed_e2e",
 )
@@ -29,7 +30,7 @@ SECTIONS = (
 
 @pytest.mark.slow
 @pytest.mark.kafka
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)  # the whole suite at smoke size; 240 before the #13 sections
 def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = subprocess.run(
@@ -37,7 +38,7 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=400,
         check=False,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -66,6 +67,18 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         assert results["timers"][design]["traced_bytes_per_round"] > 0, design
     assert results["timers"]["worker"]["fired"] == results["timers"]["worker"]["fired_expected"] > 0
     assert results["timers"]["worker"]["burst_fired"] == results["timers"]["size"]["burst"]
+    # Kafka Streams peer (#13): both contenders measured on every figure; every expired round gave
+    # exactly one Missed and one chatbot record, on both sides.
+    peer = results["kafka_streams"]
+    for side in ("worker", "kafka_streams"):
+        assert peer["throughput"][side]["events_per_s"] > 0, side
+        lateness = peer["lateness"][side]
+        assert (
+            lateness["missed_received"] == lateness["missed_expected"] == lateness["chatbot_received"] > 0
+        ), side
+        assert lateness["missed_duplicates"] == lateness["chatbot_duplicates"] == 0, side
+        assert lateness["missed_topic_log_append_time"], side
+        assert peer["restore"][side]["spawn_to_processing_s"] > 0, side
     # Directory scale (#13): every agent loaded, and a lookup's targets are its account's devices.
     directory = results["directory"]
     assert directory["directory_rss_bytes_per_agent"] > 0
@@ -82,8 +95,8 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         assert missed["missed_received"] == missed["missed_expected"] > 0, phase
         assert missed["at_consumer"]["p50_ms"] >= missed["in_worker"]["p50_ms"], phase
     figures = [row["figure"] for row in results["summary"]]
-    # issue #6's figures; #13: 4 timer rows, 3 FCM-over-TLS rows, 3 directory, 1 worker CPU, 2 Missed e2e
-    assert len(figures) == 10 + 7 + 6
+    # issue #6's; #13: 4 timer, 3 FCM-over-TLS, 3 Kafka Streams, 3 directory, 1 worker CPU, 2 Missed e2e
+    assert len(figures) == 10 + 7 + 3 + 6
     assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
