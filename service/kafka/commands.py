@@ -76,8 +76,7 @@ class _Answered:
 
     outputs: list[OutRecord]
     rejected: Reason | None = None
-    answered: tuple[str, str] | None = None
-    """(agent id, command id) of a command answered now: its replays are dropped."""
+    answered: bool = False
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -176,9 +175,8 @@ class TestPushCommands:
         for record, answer in zip(records, answers, strict=True):
             if answer.rejected is not None:
                 count_rejected(self._metrics, record.topic, answer.rejected)
-            if answer.answered is not None:
+            if answer.answered:
                 self._metrics.events_consumed.labels(TEST_REQUESTED).inc()
-                self._remember(answer.answered)
         offsets = {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
         try:
             await consumer.commit(offsets)
@@ -192,9 +190,13 @@ class TestPushCommands:
         if isinstance(command, Rejection):
             agent_id = command.agent_id or decode_key(record.key)
             return _Answered([self._rejections.reject(record, command, agent_id=agent_id)], command.reason)
-        if (command.agent_id, command.request_id) in self._answered:
+        key = (command.agent_id, command.request_id)
+        if key in self._answered:
             log.info("test_push_replayed", request_id=command.request_id, agent_id=command.agent_id)
             return _Answered([])
+        # Remembered before the first await: a copy in the same batch (answered concurrently) is
+        # dropped too. If the answer is then not written, the worker is stopping and forgets it.
+        self._remember(key)
         age_ms = self._clock.now_ms() - record.timestamp
         if age_ms > COMMAND_MAX_AGE_MS:  # read after an outage, a lag or an offset reset
             log.info(
@@ -207,8 +209,9 @@ class TestPushCommands:
         for rejection, token in answer.rejections:
             # Like a real alert's rejection: no push uses the token until a newer snapshot lists it.
             self._agents.mark_token_dead(rejection.agent_id, rejection.device_id, token)
-            outputs.extend(self._token_rejected(effect) for effect in on_token_rejected(rejection, now_ms))
-        return _Answered(outputs, answered=(command.agent_id, command.request_id))
+            effects = on_token_rejected(rejection, now_ms)
+            outputs.extend(self._token_rejected(e) for e in effects if isinstance(e, EmitTokenRejected))
+        return _Answered(outputs, answered=True)
 
     @property
     def _source(self) -> str:
@@ -217,8 +220,7 @@ class TestPushCommands:
     def _result(self, command: TestPushRequested, value: bytes) -> OutRecord:
         return OutRecord(self._settings.topic_push_feedback, command.agent_id.encode(), value)
 
-    def _token_rejected(self, effect: object) -> OutRecord:
-        assert isinstance(effect, EmitTokenRejected)
+    def _token_rejected(self, effect: EmitTokenRejected) -> OutRecord:
         value = encode_token_rejected(effect, self._source)
         return OutRecord(self._settings.topic_push_feedback, effect.agent_id.encode(), value)
 
