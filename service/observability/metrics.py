@@ -26,6 +26,7 @@ from service.domain.push import (
     SkipReason,
 )
 from service.domain.rounds import Outcome
+from service.wire.commands import TEST_REQUESTED
 from service.wire.inbound import AGENT_UPDATED, CHAT_EVENT_TYPES, REPAIRABLE, SITE_UPDATED
 from service.wire.rejection import Reason
 
@@ -210,7 +211,7 @@ class Metrics:
         for counter, values in one_label:
             for value in values:
                 counter.labels(value)
-        for event_type in (*sorted(CHAT_EVENT_TYPES), AGENT_UPDATED, SITE_UPDATED):
+        for event_type in (*sorted(CHAT_EVENT_TYPES), AGENT_UPDATED, SITE_UPDATED, TEST_REQUESTED):
             self.events_consumed.labels(event_type)
         for topic in topics:
             for reason in Reason:
