@@ -62,6 +62,7 @@ TICK_S = 0.02
 MISSED_EVERY = 10
 RESTORE_POLL_S = 0.02
 PROBE_CHAT = "chat-0000000000"
+DEFAULT_COMMIT = "kafka_streams_commit_100ms"
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class PeerSide:
     build: Build
     tta_default_s: int = 120
     name: str = "kafka_streams"
+    overrides: tuple[tuple[str, str], ...] = ()
+    """Kafka Streams settings over the peer's own (`streams.<setting>`, value)."""
 
     async def lane(self, tag: str, input_topic: str | None = None) -> Lane:
         app_id = f"ks-{tag}-{now_ms() % 10**8}"
@@ -204,6 +207,7 @@ class PeerSide:
             chatbot=lane.chatbot,
             state_dir=str(lane.state_dir),
             default_tta_s=self.tta_default_s,
+            **dict(self.overrides),
         )
 
     async def ready_ms(self, running: Running) -> int:
@@ -479,7 +483,17 @@ async def run(bootstrap: str, workdir: Path, scale: str, partitions: int) -> dic
     worker = WorkerSide(bootstrap, partitions, workdir / "logs")
     peer = PeerSide(bootstrap, partitions, workdir, build)
     sides: list[Side] = [worker, peer]
-    tp = await throughput(sides, size.throughput_rounds, partitions, bootstrap)
+    # Throughput also with Streams' own EOS commit interval (100 ms): the low-latency 10 ms costs
+    # throughput, and the target is judged against the faster of the two.
+    default_commit = PeerSide(
+        bootstrap,
+        partitions,
+        workdir,
+        build,
+        name=DEFAULT_COMMIT,
+        overrides=(("streams.commit.interval.ms", "100"),),
+    )
+    tp = await throughput([*sides, default_commit], size.throughput_rounds, partitions, bootstrap)
     slower = min(tp[s.name]["events_per_s"] for s in sides)
     rate = int(min(size.rate_cap, slower / 2))
     late = {
@@ -502,7 +516,9 @@ async def run(bootstrap: str, workdir: Path, scale: str, partitions: int) -> dic
         "throughput": tp,
         "lateness": late,
         "restore": rs,
-        "ratio_throughput_worker_over_kstreams": _ratio(tp[w]["events_per_s"], tp[k]["events_per_s"]),
+        "ratio_throughput_worker_over_kstreams": _ratio(
+            tp[w]["events_per_s"], max(tp[k]["events_per_s"], tp[DEFAULT_COMMIT]["events_per_s"])
+        ),
         "ratio_p99_visible_worker_over_kstreams": _ratio(
             late[w]["lateness_visible"].get("p99_ms"), late[k]["lateness_visible"].get("p99_ms")
         ),

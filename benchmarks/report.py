@@ -199,6 +199,7 @@ def _kafka_streams_rows(results: dict[str, Any]) -> list[Row]:
         return []
     w_tp = _num(_get(ks, "throughput", "worker", "events_per_s"))
     k_tp = _num(_get(ks, "throughput", "kafka_streams", "events_per_s"))
+    k_tp_100 = _num(_get(ks, "throughput", "kafka_streams_commit_100ms", "events_per_s"))
     tp_ratio = _num(ks.get("ratio_throughput_worker_over_kstreams"))
 
     def late(side: str) -> str:
@@ -232,9 +233,11 @@ def _kafka_streams_rows(results: dict[str, Any]) -> list[Row]:
         _row(
             "vs Kafka Streams: throughput (events/s)",
             f"{w_tp:,.0f}" if w_tp else "-",
-            f"Kafka Streams {k_tp:,.0f}" if k_tp else "-",
+            f"Kafka Streams {k_tp:,.0f} (commit 10 ms), {k_tp_100:,.0f} (100 ms)"
+            if k_tp and k_tp_100
+            else "-",
             tp_ratio,
-            ">= 0.5x Kafka Streams",
+            ">= 0.5x Kafka Streams (the faster)",
             met=_ge(tp_ratio, 0.5),
         ),
         _row(
