@@ -145,10 +145,18 @@ def _histogram(after: dict[str, float], before: dict[str, float]) -> dict[str, A
 
 
 async def _phase(
-    worker: Any, producer: AIOKafkaProducer, reader: MissedReader, topic: str, **stream: Any
+    worker: Any,
+    producer: AIOKafkaProducer,
+    reader: MissedReader,
+    topic: str,
+    partitions: int,
+    **stream: Any,
 ) -> dict[str, Any]:
     before = await scrape(worker)
+    started, sched_before = time.monotonic(), _schedstat(worker.process.pid)
     expiring, produced = await _stream(producer, topic, **stream)
+    streamed_s = time.monotonic() - started
+    sched_after = _schedstat(worker.process.pid)
     await reader.wait_for(expiring, stream["tta_s"] + 60.0)
     after = await scrape(worker)
     got = [reader.seen[k] for k in expiring if k in reader.seen]
@@ -160,7 +168,28 @@ async def _phase(
         "at_consumer": summary_ms([(received - deadline) / 1000 for deadline, _, received in got]),
         "in_worker": summary_ms([(missed - deadline) / 1000 for deadline, missed, _ in got]),
         "worker_histogram": _histogram(after, before),
+        # A timer fires at the start of the turn after it fell due, and a turn ends when every
+        # partition's transaction committed: the interval between one partition's commits bounds
+        # the in-worker lateness (mean over the phase; the phase's tail drains without input).
+        "partition_commits_per_s": round(
+            _delta(after, before, "notifier_transactions_total") / partitions / streamed_s, 1
+        ),
+        # The worker's event-loop thread while streaming: share of the time it ran on a CPU, and
+        # share it was ready to run but waited for one (a machine shared with the broker, the driver
+        # and, here, other sessions' runs; /proc/PID/schedstat).
+        "loop_thread_on_cpu": round((sched_after[0] - sched_before[0]) / 1e9 / streamed_s, 3),
+        "loop_thread_waiting_for_cpu": round((sched_after[1] - sched_before[1]) / 1e9 / streamed_s, 3),
     }
+
+
+def _schedstat(pid: int) -> tuple[int, int]:
+    """Nanoseconds the process's main thread ran on a CPU and waited in a run queue, so far."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(on_cpu), int(waiting)
+
+
+def _delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
 
 
 async def run(bootstrap: str, workdir: Path, scale: str, half_rate: int, partitions: int) -> dict[str, Any]:
@@ -186,6 +215,7 @@ async def run(bootstrap: str, workdir: Path, scale: str, half_rate: int, partiti
             producer,
             reader,
             topic,
+            partitions,
             requests_per_s=REQUESTS_PER_S,
             seconds=seconds,
             tta_s=tta_s,
@@ -197,6 +227,7 @@ async def run(bootstrap: str, workdir: Path, scale: str, half_rate: int, partiti
             producer,
             reader,
             topic,
+            partitions,
             requests_per_s=half_rate * MISSED_EVERY / (2 * MISSED_EVERY - 1),
             seconds=seconds,
             tta_s=tta_s,

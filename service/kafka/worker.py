@@ -136,10 +136,12 @@ class ChatWorker:
                     await asyncio.sleep(delay)
                     continue
                 poll_failures.succeeded()
+                turn_started = self._clock.monotonic()
                 async with self._turn_lock:
                     await self.ownership.retry_pending(consumer)
                     await self._turn(consumer, batches)
                 self._last_turn = self._clock.monotonic()
+                self._metrics.turn_seconds.observe(self._last_turn - turn_started)
         finally:
             await self._shut_down(consumer)
 

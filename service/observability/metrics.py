@@ -102,6 +102,13 @@ class Metrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
+        self.turn_seconds = Histogram(
+            "notifier_turn_seconds",
+            "Consumer-loop turns: stepping every owned partition and committing their transactions "
+            "(a timer due during a turn fires at the start of the next)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.pushes = Counter(
             "notifier_pushes_total",
             "Push attempts, by provider, kind and outcome",

@@ -63,6 +63,8 @@ async def test_missed_shows_in_metrics(stack: Stack) -> None:
     text = app.metrics.exposition().decode()
     assert 'notifier_rounds_closed_total{outcome="missed"} 1.0' in text
     assert "notifier_deadline_lateness_seconds_count 1.0" in text
+    turns = next(line for line in text.splitlines() if line.startswith("notifier_turn_seconds_count"))
+    assert float(turns.split()[1]) >= 1, "the turn that fired the Missed was timed"
     assert "notifier_consumer_lag_records 0.0" in text, "caught up after the Missed"
     assert 'notifier_events_consumed_total{type="livechat.chat.handoff_requested"} 1.0' in text
 
