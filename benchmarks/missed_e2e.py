@@ -177,8 +177,35 @@ async def _phase(
         # The worker's event-loop thread while streaming: share of the time it ran on a CPU, and
         # share it was ready to run but waited for one (a machine shared with the broker, the driver
         # and, here, other sessions' runs; /proc/PID/schedstat).
+        "turns": _turns(after, before),
         "loop_thread_on_cpu": round((sched_after[0] - sched_before[0]) / 1e9 / streamed_s, 3),
         "loop_thread_waiting_for_cpu": round((sched_after[1] - sched_before[1]) / 1e9 / streamed_s, 3),
+    }
+
+
+def _turns(after: dict[str, float], before: dict[str, float]) -> dict[str, Any]:
+    """The worker's `notifier_turn_seconds` over the phase: count, mean, and the bucket bounds
+    that hold 50% / 99% of the turns (upper bounds: the histogram's resolution)."""
+    name = "notifier_turn_seconds"
+    count = _delta(after, before, f"{name}_count")
+    if not count:
+        return {"count": 0}
+    bounds = sorted(
+        (float(key.split("[", 1)[1].rstrip("]")), _delta(after, before, key))
+        for key in after
+        if key.startswith(f"{name}_bucket[") and "+Inf" not in key
+    )
+
+    def bound(q: float) -> float | None:
+        return next((le * 1000 for le, seen in bounds if seen >= q * count), None)
+
+    longer = count - next((seen for le, seen in bounds if le == 0.05), count)
+    return {
+        "count": int(count),
+        "mean_ms": round(_delta(after, before, f"{name}_sum") / count * 1000, 1),
+        "p50_at_most_ms": bound(0.5),
+        "p99_at_most_ms": bound(0.99),
+        "share_over_50ms": round(longer / count, 4),
     }
 
 
