@@ -19,7 +19,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.rig import SITE_ID, Workers, fresh_settings, now_ms, publish_directory, start_producer
+from benchmarks.rig import (
+    SITE_ID,
+    Workers,
+    fresh_settings,
+    now_ms,
+    publish_directory,
+    schedstat,
+    start_producer,
+)
 from devtools import traffic
 from devtools.credentials import generate_credentials
 from devtools.fakes.apns import ApnsFake, ReceivedNotification
@@ -126,7 +134,11 @@ async def run(bootstrap: str, workdir: Path, rate: int, seconds: float, latency_
         await fcm.messages.wait_for(lambda items: len(items) >= 3, 60.0)
         await apns.notifications.wait_for(lambda items: len(items) >= 2, 60.0)
         (worker,) = workers.fleet.workers.values()
-        cpu_before = cpu_seconds(worker.process.pid)
+        cpu_before, sched_before, started = (
+            cpu_seconds(worker.process.pid),
+            schedstat(worker.process.pid),
+            time.monotonic(),
+        )
         sent = await produce(producer, settings.topic_chat_events, rate, seconds)
         expected = len(sent) * DEVICES
         give_up = time.monotonic() + 60.0
@@ -134,6 +146,7 @@ async def run(bootstrap: str, workdir: Path, rate: int, seconds: float, latency_
         while _count(fcm, apns, sent) < expected and time.monotonic() < give_up:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         worker_cpu_s = cpu_seconds(worker.process.pid) - cpu_before
+        sched_after, elapsed = schedstat(worker.process.pid), time.monotonic() - started
         arrivals = alert_arrivals(fcm.messages.items, apns.notifications.items)
     finally:
         await workers.stop()
@@ -151,6 +164,8 @@ async def run(bootstrap: str, workdir: Path, rate: int, seconds: float, latency_
         # Issue #13: the whole worker process's CPU (decisions, Kafka, logs, metrics, both
         # senders) per push a fake accepted, over the measured stream (warm-up excluded).
         "worker_cpu_s": round(worker_cpu_s, 3),
+        # Share of the measured time the worker's event-loop thread waited for a CPU while ready to run.
+        "worker_loop_waiting_for_cpu": round((sched_after[1] - sched_before[1]) / 1e9 / elapsed, 3),
         "worker_cpu_us_per_push": round(worker_cpu_s / len(latencies) * 1e6, 1) if latencies else None,
         **summary_ms(latencies),
     }

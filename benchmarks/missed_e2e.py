@@ -33,6 +33,7 @@ from benchmarks.rig import (
     fresh_settings,
     now_ms,
     publish_directory,
+    schedstat,
     scrape,
     start_producer,
 )
@@ -153,10 +154,10 @@ async def _phase(
     **stream: Any,
 ) -> dict[str, Any]:
     before = await scrape(worker)
-    started, sched_before = time.monotonic(), _schedstat(worker.process.pid)
+    started, sched_before = time.monotonic(), schedstat(worker.process.pid)
     expiring, produced = await _stream(producer, topic, **stream)
     streamed_s = time.monotonic() - started
-    sched_after = _schedstat(worker.process.pid)
+    sched_after = schedstat(worker.process.pid)
     await reader.wait_for(expiring, stream["tta_s"] + 60.0)
     after = await scrape(worker)
     got = [reader.seen[k] for k in expiring if k in reader.seen]
@@ -207,12 +208,6 @@ def _turns(after: dict[str, float], before: dict[str, float]) -> dict[str, Any]:
         "p99_at_most_ms": bound(0.99),
         "share_over_50ms": round(longer / count, 4),
     }
-
-
-def _schedstat(pid: int) -> tuple[int, int]:
-    """Nanoseconds the process's main thread ran on a CPU and waited in a run queue, so far."""
-    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
-    return int(on_cpu), int(waiting)
 
 
 def _delta(after: dict[str, float], before: dict[str, float], name: str) -> float:

@@ -180,5 +180,12 @@ async def fill_rounds(
     return written
 
 
+def schedstat(pid: int) -> tuple[int, int]:
+    """Nanoseconds the main thread (a worker's event loop) of process `pid` ran on a CPU and
+    waited in a run queue for one, so far (/proc/PID/schedstat)."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(on_cpu), int(waiting)
+
+
 def ratio(measured: float, baseline: float) -> float | None:
     return round(measured / baseline, 3) if baseline else None
