@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from devtools import traffic
 from devtools.fakes.apns import ApnsFault
@@ -255,3 +256,42 @@ async def test_the_command_line_says_so_when_no_worker_answers(stack: Stack) -> 
     done = await asyncio.to_thread(run_cli, stack.settings, "test-push", "agent-1", "--timeout", "2")
     assert done.returncode == 3
     assert "no answer" in done.stderr
+
+
+async def test_a_rebalance_waits_for_the_batch_in_hand_so_nothing_is_answered_twice(
+    make_stack: MakeStack,
+) -> None:
+    """A second worker joins while the first is still pushing a batch (the provider is slow): the
+    first finishes and commits before its partitions move, so the second does not answer them again."""
+    stack = await make_stack(partitions=4, push_timeout_seconds=20.0)
+    partitioner, partitions = DefaultPartitioner(), [0, 1, 2, 3]
+    by_partition: dict[int, str] = {}
+    for n in range(100):  # one agent per commands partition: whichever moves holds a command
+        by_partition.setdefault(partitioner(f"agent-{n}".encode(), partitions, partitions), f"agent-{n}")
+    agents = sorted(by_partition.values())
+    tokens = {agent_id: f"{n + 1:02x}" * 32 for n, agent_id in enumerate(agents)}
+    for agent_id, token in tokens.items():
+        await stack.agent(agent_id, devices=[traffic.device("iphone", "apns", token)])
+        stack.fakes.apns.set_fault(token, ApnsFault(delay_s=8.0))  # answers, but only after 8 s
+    await stack.start_worker()
+    first = [await ask(stack, agent_id) for agent_id in agents]
+    await stack.fakes.apns.requests.wait_for(lambda items: len(items) >= len(agents), 30)
+
+    clock = SystemClock()
+    second = Application(stack.settings, await build_senders(stack.settings, clock), clock)
+    second_run = asyncio.create_task(second.run(handle_signals=False))
+    try:
+        await eventually(second.ready, 60, "second worker ready")
+        for command_id in first:
+            await answer(stack, command_id, timeout=60)
+        stack.fakes.apns.clear_faults()
+        # Each partition's next command is answered after any second answer to its first one.
+        for agent_id in agents:
+            await answer(stack, await ask(stack, agent_id), timeout=60)
+        assert [len(results(stack, command_id)) for command_id in first] == [1] * len(agents)
+        assert all(
+            len(stack.apns_to(stack.fakes.apns, token, "test_alert")) == 2 for token in tokens.values()
+        )
+    finally:
+        second.request_stop()
+        assert await second_run == 0
