@@ -194,15 +194,24 @@ async def run(bootstrap: str, workdir: Path, scale: str) -> dict[str, Any]:
 
 def _directory(agents: int, accounts: int) -> AgentDirectory:
     """`agents` agents over `accounts` accounts, plus one account per LOOKUP_SIZES size (numbers
-    `accounts` + k) with that many agents, all decoded from their records as the worker does."""
+    `accounts` + k) with that many agents, all decoded from their records as the worker does.
+    The measured accounts' agents are spread evenly through the load, as an account's agents
+    arrive between everyone else's (their objects then lie as far apart in memory)."""
     limits = DecodeLimits()
     directory = AgentDirectory()
-    records = [agent_record(i, accounts) for i in range(agents)]
-    number = agents
-    for k, size in enumerate(LOOKUP_SIZES):
-        for _ in range(size):
-            records.append(agent_record(number, accounts, accounts + k))
-            number += 1
+    measured = [
+        (account, number)
+        for account, size in enumerate(LOOKUP_SIZES, start=accounts)
+        for number in range(size)
+    ]
+    order = sorted(
+        [(i, i) for i in range(agents)]
+        + [(j * agents / len(measured), agents + j) for j in range(len(measured))]
+    )
+    records = (
+        agent_record(i, accounts) if i < agents else agent_record(i, accounts, measured[i - agents][0])
+        for _, i in order
+    )
     for key, value in records:
         agent = decode_agent(key, value, limits)
         if isinstance(agent, Rejection):
