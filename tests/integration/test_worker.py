@@ -61,7 +61,11 @@ async def test_fan_out_reaches_only_eligible_devices_on_both_providers_and_the_s
         "site_id": "site-1",
         "request_id": request_id,
         "open_tab": "active",
+        # The body names the visitor, so the lock-screen version (without the name) rides along.
+        "public_title": "Live chat request · Alpine Tours",
+        "public_body": "A visitor is waiting for an agent. Tap to open Active chats.",
     }
+    assert message["android"]["notification"]["visibility"] == "PRIVATE"
     assert iphone.collapse_id == "chat-1"
     assert iphone.headers["apns-priority"] == "10"
     assert iphone.headers["apns-push-type"] == "alert"
@@ -94,6 +98,7 @@ async def test_join_cancels_the_round_and_tells_every_notified_phone(stack: Stac
         "site_id": "site-1",
         "request_id": request_id,
         "outcome": "accepted",
+        "agent_id": "agent-1",  # who took it (no display name in this agents snapshot)
     }
     # It replaces the alert (same tag) in the quiet channel: it must not buzz the phone again.
     assert closed.message["android"]["notification"]["tag"] == "chat-1"
