@@ -35,6 +35,7 @@ from benchmarks import (
     capacity,
     deadlines,
     directory,
+    fanout_cpu,
     latency,
     missed_e2e,
     peer_kafka_streams,
@@ -129,6 +130,7 @@ SECTIONS = (
     "timers",
     "directory",
     "missed_e2e",
+    "fanout_cpu",
 )
 
 
@@ -139,6 +141,10 @@ async def scale_and_e2e_sections(
     a backlog and at half load (`rate`, half the measured max events/s)."""
     if "directory" in only:
         await section(results, "directory", lambda: directory.run(bootstrap, workdir, scale.name))
+    if "fanout_cpu" in only:
+        await section(
+            results, "fanout_cpu", lambda: fanout_cpu.run(bootstrap, workdir, scale.name, PROVIDER_LATENCY_S)
+        )
     if "missed_e2e" in only:
         await section(
             results,

@@ -25,6 +25,7 @@ SECTIONS = (
     "kafka_streams",
     "directory",
     "missed_e2e",
+    "fanout_cpu",
 )
 
 
@@ -90,13 +91,15 @@ def test_suite_runs_at_smoke_size_and_writes_json_png_and_table(tmp_path: Path) 
         )
     # Worker CPU per push (#13) and Missed at a downstream consumer (#13): every Missed arrived.
     assert results["latency"]["worker_cpu_us_per_push"] > 0
+    assert results["fanout_cpu"]["pushes_delivered"] == results["fanout_cpu"]["pushes_expected"] > 0
+    assert results["fanout_cpu"]["worker_cpu_us_per_push"] > 0
     for phase in ("after_backlog", "half_rate"):
         missed = results["missed_e2e"][phase]
         assert missed["missed_received"] == missed["missed_expected"] > 0, phase
         assert missed["at_consumer"]["p50_ms"] >= missed["in_worker"]["p50_ms"], phase
     figures = [row["figure"] for row in results["summary"]]
-    # issue #6's; #13: 4 timer, 3 FCM-over-TLS, 3 Kafka Streams, 3 directory, 1 worker CPU, 2 Missed e2e
-    assert len(figures) == 10 + 7 + 3 + 6
+    # issue #6's; #13: 4 timer, 3 FCM-over-TLS, 3 Kafka Streams, 3 directory, 2 worker CPU, 2 Missed e2e
+    assert len(figures) == 10 + 7 + 3 + 7
     assert all(row["ratio"] is not None for row in results["summary"] if "scale-out" in row["figure"])
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
