@@ -43,7 +43,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from benchmarks.kstreams_peer import Build, Peer, ensure_built, start_peer
+from benchmarks.kstreams_peer import JVM_OPTIONS, Build, Peer, ensure_built, start_peer
 from benchmarks.latency import summary_ms
 from benchmarks.rig import (
     SITE_ID,
@@ -509,6 +509,7 @@ async def run(bootstrap: str, workdir: Path, scale: str, partitions: int) -> dic
             "built_now": build.built_now,
             "build_s": round(build.seconds, 1),
             "dir": build.directory.name,
+            "jvm_options": list(JVM_OPTIONS),
         },
         "size": asdict(size),
         "partitions": partitions,
