@@ -30,12 +30,12 @@ from service.wire.inbound import (
     AGENT_UPDATED,
     SITE_UPDATED,
     DecodeLimits,
-    decode_agent,
+    decode_agent_with_repairs,
     decode_key,
     decode_site,
 )
 from service.wire.rejection import Rejection
-from service.wire.repair import described
+from service.wire.repair import Repair, described
 
 log = structlog.get_logger(__name__)
 
@@ -158,9 +158,13 @@ class DirectoryFeed:
                 (self._agents.remove if is_agents else self._sites.remove)(key)
             return None
         if is_agents:
-            agent = decode_agent(record.key, record.value, self._limits)
-            if isinstance(agent, Rejection):
-                return agent
+            decoded_agent = decode_agent_with_repairs(record.key, record.value, self._limits)
+            if isinstance(decoded_agent, Rejection):
+                return decoded_agent
+            agent, agent_repairs = decoded_agent
+            self._report_repairs(
+                AGENT_UPDATED, "agent_snapshot_repaired", record, agent_repairs, agent_id=agent.agent_id
+            )
             self._agents.upsert(agent)
             self._agents_consumed.inc()
             if self.loaded:  # (nobody to tell while loading: no round runs yet)
@@ -170,21 +174,34 @@ class DirectoryFeed:
         if isinstance(decoded, Rejection):
             return decoded
         site, repairs = decoded
-        if repairs:  # applied all the same, with the unusable fields dropped, clamped or truncated
-            for repair in repairs:
-                self._metrics.fields_repaired.labels(SITE_UPDATED, repair.field, repair.action).inc()
-            log.warning(
-                "site_snapshot_repaired",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                site_id=site.site_id,
-                repaired=described(repairs),
-            )
+        self._report_repairs(SITE_UPDATED, "site_snapshot_repaired", record, repairs, site_id=site.site_id)
         self._sites.upsert(site)
         self._sites_consumed.inc()
         self._notify((site.site_id,))
         return None
+
+    def _report_repairs(
+        self,
+        event_type: str,
+        log_event: str,
+        record: ConsumedRecord,
+        repairs: tuple[Repair, ...],
+        **snapshot_id: str,
+    ) -> None:
+        """A snapshot applied all the same, with its unusable optional fields dropped, clamped or
+        truncated: counted and logged."""
+        if not repairs:
+            return
+        for repair in repairs:
+            self._metrics.fields_repaired.labels(event_type, repair.field, repair.action).inc()
+        log.warning(
+            log_event,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            repaired=described(repairs),
+            **snapshot_id,
+        )
 
     def _notify(self, site_ids: tuple[str, ...]) -> None:
         if site_ids and self._sites_changed is not None and self.loaded:

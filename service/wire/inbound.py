@@ -27,7 +27,15 @@ from service.wire.chat_events import (
 )
 from service.wire.envelope import MAX_DETAIL_CHARS, DecodeLimits, decode_key
 from service.wire.repair import Repair
-from service.wire.snapshots import AGENT_UPDATED, SITE_REPAIRS, SITE_UPDATED, decode_agent, decode_site
+from service.wire.snapshots import (
+    AGENT_REPAIRS,
+    AGENT_UPDATED,
+    SITE_REPAIRS,
+    SITE_UPDATED,
+    decode_agent,
+    decode_agent_with_repairs,
+    decode_site,
+)
 
 __all__ = [
     "AGENT_JOINED",
@@ -41,6 +49,7 @@ __all__ = [
     "SITE_UPDATED",
     "DecodeLimits",
     "decode_agent",
+    "decode_agent_with_repairs",
     "decode_chat_event",
     "decode_key",
     "decode_site",
@@ -48,6 +57,7 @@ __all__ = [
 
 REPAIRABLE: dict[str, tuple[Repair, ...]] = {
     HANDOFF_REQUESTED: HANDOFF_REPAIRS,
+    AGENT_UPDATED: AGENT_REPAIRS,
     SITE_UPDATED: SITE_REPAIRS,
 }
 """Every repair the decoders can make, by event type: the label sets of `notifier_fields_repaired_total`."""

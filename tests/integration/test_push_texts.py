@@ -180,9 +180,9 @@ async def test_colleagues_phones_are_told_who_took_the_chat(stack: Stack) -> Non
     assert "agent_id" not in iphone[5].payload
 
 
-def _repaired(stack: Stack, field: str, action: str) -> float:
+def _repaired(stack: Stack, field: str, action: str, event_type: str = "livechat.site.updated") -> float:
     assert stack.app is not None
-    labels = {"type": "livechat.site.updated", "field": field, "action": action}
+    labels = {"type": event_type, "field": field, "action": action}
     return stack.app.metrics.registry.get_sample_value("notifier_fields_repaired_total", labels) or 0.0
 
 
@@ -197,7 +197,7 @@ async def test_unusable_push_fields_are_repaired_the_site_is_served_and_a_bad_pr
         hide_visitor_name="no",  # not a boolean: taken as on
         reminder_after_seconds="soon",
     )
-    await _agent(stack)
+    await _agent(stack, display_name=["Bea"])  # not a string: dropped, the agent still served
     await stack.start_worker()
     await stack.request("chat-1", site_id="site-7", tta=30, visitor={"name": VISITOR})
     [iphone], [android] = await _both(stack, 1)
@@ -213,4 +213,5 @@ async def test_unusable_push_fields_are_repaired_the_site_is_served_and_a_bad_pr
     assert _repaired(stack, "push_body", "dropped") == 1
     assert _repaired(stack, "hide_visitor_name", "failed_safe") == 1
     assert _repaired(stack, "reminder_after_seconds", "dropped") == 1
+    assert _repaired(stack, "display_name", "dropped", "livechat.agent.updated") == 1
     assert android.message["notification"]["title"] == "Live chat request · Alpine Tours"
