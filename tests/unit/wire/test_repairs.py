@@ -10,10 +10,12 @@ import pytest
 
 from service.domain.events import HandoffRequested, SiteSnapshot
 from service.wire.inbound import (
+    AGENT_UPDATED,
     HANDOFF_REQUESTED,
     REPAIRABLE,
     SITE_UPDATED,
     DecodeLimits,
+    decode_agent_with_repairs,
     decode_chat_event,
     decode_site,
 )
@@ -36,6 +38,12 @@ def site_value(*, without: tuple[str, ...] = (), **data: Any) -> bytes:
     for name in without:
         del body[name]
     event = {"specversion": "1.0", "id": "v1", "source": "t", "type": SITE_UPDATED, "data": body}
+    return json.dumps(event).encode()
+
+
+def agent_value(**data: Any) -> bytes:
+    body = {"agent_id": "a1", "account_id": "acct", "live_chat_available": True, "sites": [], "devices": []}
+    event = {"specversion": "1.0", "id": "v1", "source": "t", "type": AGENT_UPDATED, "data": body | data}
     return json.dumps(event).encode()
 
 
@@ -313,6 +321,10 @@ MAKES_EACH_REPAIR = {
         handoff(visitor={"name": 1}),
         handoff(time_to_accept_seconds=0),
     ],
+    AGENT_UPDATED: [
+        agent_value(display_name="x" * 101),
+        agent_value(display_name=7),
+    ],
 }
 
 
@@ -326,6 +338,10 @@ def test_the_declared_repairs_are_exactly_those_the_decoders_make() -> None:
         request = decode_chat_event(b"c1", value, NOW, LIMITS)
         assert isinstance(request, Decoded), request
         made.setdefault(HANDOFF_REQUESTED, []).extend(request.repairs)
+    for value in MAKES_EACH_REPAIR[AGENT_UPDATED]:
+        agent = decode_agent_with_repairs(b"a1", value, LIMITS)
+        assert isinstance(agent, Decoded), agent
+        made.setdefault(AGENT_UPDATED, []).extend(agent.repairs)
     assert {name: sorted(set(repairs), key=str) for name, repairs in made.items()} == {
         name: sorted(repairs, key=str) for name, repairs in REPAIRABLE.items()
     }
