@@ -16,16 +16,15 @@ from datetime import datetime
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from service.domain.eligibility import KnownRejection
 from service.domain.events import AgentSnapshot, SiteSnapshot
 from service.domain.push import Provider
-from service.errors import KafkaConnectionFailedError, TopicLayoutError
+from service.errors import KafkaConnectionFailedError
 from service.kafka.connection import client_options
-from service.kafka.topics import partition_counts
+from service.kafka.topics import required_partition_counts
 from service.partition.records import ConsumedRecord
 from service.settings import Settings
 from service.wire.inbound import DecodeLimits, decode_agent, decode_key, decode_site
@@ -98,17 +97,7 @@ async def read_agent_view(settings: Settings, agent_id: str, limits: DecodeLimit
 async def _partitions(settings: Settings, agent_id: str) -> list[TopicPartition]:
     """Every partition of the agents and sites topics, and the push-feedback partition of the agent."""
     names = [settings.topic_agents, settings.topic_sites, settings.topic_push_feedback]
-    admin = AIOKafkaAdminClient(**client_options(settings), client_id="livechat-notifier-explain")
-    await admin.start()
-    try:
-        counts = await partition_counts(admin, names)
-    finally:
-        await admin.close()
-    missing = [name for name in names if name not in counts]
-    if missing:
-        raise TopicLayoutError(
-            f"topic(s) {', '.join(missing)} not found; check NOTIFIER_TOPIC_* against the worker's settings"
-        )
+    counts = await required_partition_counts(settings, names, "livechat-notifier-explain")
     partitions = [
         TopicPartition(topic, number)
         for topic in (settings.topic_agents, settings.topic_sites)

@@ -13,13 +13,12 @@ import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from service.errors import KafkaConnectionFailedError, TopicLayoutError
+from service.errors import KafkaConnectionFailedError
 from service.kafka.connection import client_options
-from service.kafka.topics import partition_counts
+from service.kafka.topics import required_partition_counts
 from service.settings import Settings
 from service.wire.commands import DeviceTestResult, TestPushRequested, decode_test_result, encode_test_request
 
@@ -76,17 +75,7 @@ async def _answer(
 async def _feedback_partition(settings: Settings, agent_id: str) -> TopicPartition:
     """The push-feedback partition the worker writes the agent's answers to (key = agent id)."""
     names = [settings.topic_commands, settings.topic_push_feedback]
-    admin = AIOKafkaAdminClient(**client_options(settings), client_id=_CLIENT_ID)
-    await admin.start()
-    try:
-        counts = await partition_counts(admin, names)
-    finally:
-        await admin.close()
-    missing = [name for name in names if name not in counts]
-    if missing:
-        raise TopicLayoutError(
-            f"topic(s) {', '.join(missing)} not found; check NOTIFIER_TOPIC_* against the worker's settings"
-        )
+    counts = await required_partition_counts(settings, names, _CLIENT_ID)
     # The worker produces with the default partitioner: the key decides the partition.
     partitions = list(range(counts[settings.topic_push_feedback]))
     return TopicPartition(

@@ -96,6 +96,23 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict
     return counts
 
 
+async def required_partition_counts(settings: Settings, names: list[str], client_id: str) -> dict[str, int]:
+    """Partition count of each of `names`, for a command-line tool that reads or writes the
+    worker's topics; TopicLayoutError naming the ones that do not exist."""
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id=client_id)
+    await admin.start()
+    try:
+        counts = await partition_counts(admin, names)
+    finally:
+        await admin.close()
+    missing = [name for name in names if name not in counts]
+    if missing:
+        raise TopicLayoutError(
+            f"topic(s) {', '.join(missing)} not found; check NOTIFIER_TOPIC_* against the worker's settings"
+        )
+    return counts
+
+
 async def ensure_topics(
     settings: Settings, partitions: int | None = None, replication_factor: int | None = None
 ) -> EnsureReport:
