@@ -6,14 +6,16 @@ outcome; it is tested with plain values. `FcmSender`, here, is the shell.
 
 firebase-admin does what it does well: the service-account credentials, the OAuth2 access token
 (kept valid off the event loop, failures retried and counted: `fcm_token.py`), the message model,
-its validation and its encoding into the v1 JSON shape. Its send path does not: against local
-fakes `send_each_async` costs many times the CPU per push of posting the same body through one
-shared aiohttp session, most of it in httpx's connection pool re-checking every pooled connection
-per request (figures: docs/benchmarks.md, "What changed since the first run" and "Figures behind
-the push code"). So the body firebase-admin encodes is serialised by msgspec and posted by
-aiohttp, with the headers firebase-admin would send. What runs per push is kept lean: no timer
-besides aiohttp's own, headers built once per access token, the token's freshness checked without
-google-auth's datetime arithmetic.
+its validation and its encoding into the v1 JSON shape. Its send path does not: `send_each_async`
+costs several times the CPU per push of posting the same body through one shared aiohttp session —
+about 7x over TLS with HTTP/2 negotiated, as against Google (httpx's HTTP/2 handling and
+google-auth's per-request credential check), and more over plain HTTP, where httpx's pool
+re-checks every pooled connection per request (figures: docs/benchmarks.md, "Peers (issue #13)"
+and "Figures behind the push code"). The price of aiohttp: HTTP/1.1, one TLS connection per push
+in flight instead of one multiplexed connection. So the body firebase-admin encodes is serialised
+by msgspec and posted by aiohttp, with the headers firebase-admin would send. What runs per push
+is kept lean: no timer besides aiohttp's own, headers built once per access token, the token's
+freshness checked without google-auth's datetime arithmetic.
 """
 
 from __future__ import annotations
