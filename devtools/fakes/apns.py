@@ -10,8 +10,8 @@ does, and so is the push type against the payload (an `alert` push carries an al
 `background` push carries none, nor sound or badge, and has priority 5) and `interruption-level`
 (one of Apple's four spellings), the alert's texts and loc keys are strings and its loc args
 arrays of strings (`BadPayload`, the fake's own reason: Apple documents no answer for a payload
-that breaks its schema, and a test must catch one), and the answer echoes `apns-id`: 200 with no body, or a status
-with `{"reason": ...}` (410 adds `timestamp`).
+that breaks its schema, and a test must catch one), and the answer echoes `apns-id`: 200 with no
+body, or a status with `{"reason": ...}` (410 adds `timestamp`).
 
 Accepted notifications land in `notifications` with the fake's `name`, so one fake can play
 production and another sandbox; the device token of every request, answered or not, lands in
