@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from benchmarks.latency import summary_ms
 from benchmarks.rig import (
@@ -39,6 +39,7 @@ from benchmarks.rig import (
 )
 from benchmarks.throughput import watch_progress
 from devtools import traffic
+from devtools.kafka_io import BackgroundReader
 
 SIZES = {"smoke": (2_000, 3.0, 2), "full": (100_000, 30.0, 5)}
 """Backlog rounds, seconds per phase, time to accept of the missed rounds (s), by suite scale."""
@@ -63,11 +64,11 @@ def _epoch_ms(value: str) -> float:
     return datetime.fromisoformat(value).timestamp() * 1000
 
 
-class MissedReader:
+class MissedReader(BackgroundReader):
     """`read_committed` consumer of the Missed topic: per key, (deadline, missed_at, received) ms."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -76,32 +77,20 @@ class MissedReader:
             enable_auto_commit=False,
             fetch_max_wait_ms=10,
         )
+        super().__init__(consumer, poll_ms=100)
         self.seen: dict[str, tuple[float, float, int]] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._read())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=100)
-            received = now_ms()
-            for records in batches.values():
-                for record in records:
-                    if record.key is None or record.value is None:
-                        continue
-                    data = _DECODE.decode(record.value).data
-                    self.seen.setdefault(
-                        record.key.decode(),
-                        (_epoch_ms(data.deadline_at), _epoch_ms(data.missed_at), received),
-                    )
+    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        received = now_ms()
+        for records in batches.values():
+            for record in records:
+                if record.key is None or record.value is None:
+                    continue
+                data = _DECODE.decode(record.value).data
+                self.seen.setdefault(
+                    record.key.decode(),
+                    (_epoch_ms(data.deadline_at), _epoch_ms(data.missed_at), received),
+                )
 
     async def wait_for(self, keys: set[str], timeout: float) -> None:  # noqa: ASYNC109
         give_up = time.monotonic() + timeout

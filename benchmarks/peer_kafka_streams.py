@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.kstreams_peer import JVM_OPTIONS, Build, Peer, ensure_built, start_peer
@@ -57,6 +57,7 @@ from benchmarks.rig import (
 from benchmarks.throughput import committed_total, watch_progress
 from devtools import traffic
 from devtools.changelog_fill import fill_changelog
+from devtools.kafka_io import BackgroundReader
 
 TICK_S = 0.02
 MISSED_EVERY = 10
@@ -294,12 +295,12 @@ async def throughput(sides: list[Side], rounds: int, partitions: int, bootstrap:
     return figures
 
 
-class OutputCounter:
+class OutputCounter(BackgroundReader):
     """A `read_committed` reader of a Missed and a chatbot topic: per key, the first Missed's append
     time (LogAppendTime) and when this consumer received it, and how many of each arrived."""
 
     def __init__(self, bootstrap: str, missed: str, chatbot: str) -> None:
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             missed,
             chatbot,
             bootstrap_servers=bootstrap,
@@ -309,38 +310,28 @@ class OutputCounter:
             enable_auto_commit=False,
             fetch_max_wait_ms=10,
         )
+        super().__init__(consumer, poll_ms=100)
         self.missed_topic = missed
         self.first_missed: dict[str, tuple[int, int]] = {}
         self.missed_count: dict[str, int] = {}
         self.chatbot_count: dict[str, int] = {}
         self.log_append_time = True
-        self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._read())
+    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        received = now_ms()
+        for records in batches.values():
+            for record in records:
+                key = record.key.decode() if record.key is not None else ""
+                if record.topic == self.missed_topic:
+                    self.missed_count[key] = self.missed_count.get(key, 0) + 1
+                    self.first_missed.setdefault(key, (record.timestamp, received))
+                    self.log_append_time &= record.timestamp_type == 1
+                else:
+                    self.chatbot_count[key] = self.chatbot_count.get(key, 0) + 1
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=100)
-            received = now_ms()
-            for records in batches.values():
-                for record in records:
-                    key = record.key.decode() if record.key is not None else ""
-                    if record.topic == self.missed_topic:
-                        self.missed_count[key] = self.missed_count.get(key, 0) + 1
-                        self.first_missed.setdefault(key, (record.timestamp, received))
-                        self.log_append_time &= record.timestamp_type == 1
-                    else:
-                        self.chatbot_count[key] = self.chatbot_count.get(key, 0) + 1
-            self._changed.set()
+    async def _taken(self) -> None:
+        self._changed.set()
 
     async def wait_for(self, keys: set[str], timeout: float) -> None:  # noqa: ASYNC109
         """Until a Missed for every key arrived or `timeout` passed (what is missing is reported)."""

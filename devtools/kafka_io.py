@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
@@ -76,21 +76,14 @@ class Output:
     """The value's bytes as written (dead letters are compared byte for byte)."""
 
 
-class OutputReader:
-    """Reads output topics as a downstream `read_committed` consumer and keeps what it saw."""
+class BackgroundReader:
+    """A consumer read by a task of its own from `start` to `stop`; a subclass keeps what it needs
+    of each non-empty fetch (`_take`) and may wake its waiters (`_taken`)."""
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        self.seen: list[Output] = []
+    def __init__(self, consumer: AIOKafkaConsumer, poll_ms: int) -> None:
+        self._consumer = consumer
+        self._poll_ms = poll_ms
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -104,17 +97,45 @@ class OutputReader:
 
     async def _read(self) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            if not batches:
-                continue
-            for records in batches.values():
-                for record in records:
-                    value = None if record.value is None else _json_or_raw(record.value)
-                    key = record.key.decode(errors="replace") if record.key is not None else None
-                    headers = dict(record.headers or ())
-                    self.seen.append(Output(record.topic, key, value, headers, record.value))
-            async with self._changed:
-                self._changed.notify_all()
+            batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
+            if batches:
+                self._take(batches)
+                await self._taken()
+
+    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        raise NotImplementedError
+
+    async def _taken(self) -> None:
+        """After `_take`: nothing by default."""
+
+
+class OutputReader(BackgroundReader):
+    """Reads output topics as a downstream `read_committed` consumer and keeps what it saw."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        super().__init__(consumer, poll_ms=200)
+        self.seen: list[Output] = []
+        self._changed = asyncio.Condition()
+
+    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        for records in batches.values():
+            for record in records:
+                value = None if record.value is None else _json_or_raw(record.value)
+                key = record.key.decode(errors="replace") if record.key is not None else None
+                headers = dict(record.headers or ())
+                self.seen.append(Output(record.topic, key, value, headers, record.value))
+
+    async def _taken(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     def on(self, topic: str, key: str | None = None) -> list[Output]:
         return [o for o in self.seen if o.topic == topic and (key is None or o.key == key)]
